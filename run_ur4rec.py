@@ -1,0 +1,62 @@
+"""Train and test UR4Rec, or any RecBole model, with RecBole's split and evaluator.
+
+    python run_ur4rec.py --dataset ml-100k
+    python run_ur4rec.py --dataset ml-100k --model SASRec
+    python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
+
+Any RecBole setting can be given as ``--key=value`` (values are parsed as
+RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from time import time
+
+_START = time()
+
+
+def split_overrides(extra: list[str]) -> dict[str, str]:
+    """``['--a=1', '--b=x']`` -> ``{'a': '1', 'b': 'x'}``; anything else is an error."""
+    overrides: dict[str, str] = {}
+    for arg in extra:
+        if not arg.startswith("--") or "=" not in arg:
+            raise SystemExit(f"unrecognised argument {arg!r}: settings are given as --key=value")
+        key, value = arg[2:].split("=", 1)
+        if key in overrides and overrides[key] != value:
+            raise SystemExit(f"--{key} given twice with different values")
+        overrides[key] = value
+    return overrides
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (a folder of atomic files)")
+    parser.add_argument("--model", "-m", default="UR4Rec", help="UR4Rec or any RecBole model name, e.g. SASRec")
+    parser.add_argument("--config_files", nargs="+", default=None, help="yaml files, later ones win")
+    parser.add_argument("--results", default=None, help="write the results as JSON to this path")
+    parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
+    args, extra = parser.parse_known_args(argv)
+    return args, split_overrides(extra)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from ur4rec_recbole.quick_start import run, summary_table
+
+    results = run(
+        model=args.model,
+        dataset=args.dataset,
+        config_file_list=args.config_files,
+        cmd_overrides=overrides,
+        results_path=args.results,
+        resume=args.resume,
+    )
+    print(summary_table(results))
+    print(f"  wall time of this command: {time() - _START:.1f}s")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""UR4RecDataset: split-derived histories, training windows, vector alignment, bad inputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import build_data, write_tiny_dataset
+
+from ur4rec_recbole.features.table import save_vector_table
+
+
+def raw_sequences(root: Path, name: str = "tiny") -> dict[str, list[str]]:
+    rows = [line.split("\t") for line in (root / name / f"{name}.inter").read_text().splitlines()[1:]]
+    rows.sort(key=lambda r: (r[0], float(r[3])))
+    seqs: dict[str, list[str]] = {}
+    for user, item, _, _ in rows:
+        seqs.setdefault(user, []).append(item)
+    return seqs
+
+
+def test_training_portion_is_history_minus_valid_and_test(tiny):
+    root, overrides = tiny
+    _, dataset, train, valid, test = build_data(overrides)
+    users = dataset.field2id_token["user_id"]
+    items = dataset.field2id_token["item_id"]
+    raw = raw_sequences(root)
+    for uid, portion in dataset.training_histories.items():
+        assert [items[i] for i in portion] == raw[users[uid]][:-2]
+    # the held-out targets are exactly RecBole's validation and test items
+    valid_targets = {users[u]: items[i] for u, i in zip(valid._dataset.inter_feat["user_id"].numpy(),
+                                                         valid._dataset.inter_feat["item_id"].numpy())}
+    assert all(valid_targets[u] == seq[-2] for u, seq in raw.items())
+
+
+def test_windows_cover_every_training_target_once(tiny):
+    root, overrides = tiny
+    _, dataset, train, _, _ = build_data(overrides)
+    rows = train._dataset.inter_feat
+    length = dataset.max_item_list_len
+    seen: Counter = Counter()
+    for uid, hist, n, target in zip(rows["user_id"].numpy(), rows["item_id_list"].numpy(),
+                                    rows["item_length"].numpy(), rows["item_id"].numpy()):
+        assert 1 <= n <= length and (hist[n:] == 0).all()
+        window = list(hist[:n]) + [target]
+        for position in range(1, len(window)):
+            seen[(uid, window[position])] += 1
+    expected: Counter = Counter()
+    for uid, portion in dataset.training_histories.items():
+        for item in portion[1:]:
+            expected[(uid, item)] += 1
+    assert seen == expected
+
+
+def test_prefix_rows_kept_when_all_positions_off(tiny):
+    _, overrides = tiny
+    _, _, train_windows, _, _ = build_data(overrides)
+    _, _, train_prefix, _, _ = build_data({**overrides, "train_all_positions": "False"})
+    # RecBole's augmentation: one row per training target
+    assert len(train_prefix._dataset) > len(train_windows._dataset)
+    assert "timestamp_list" in train_prefix._dataset.inter_feat.columns
+
+
+def shuffled_table(path: Path, tokens: list[str], dim: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(tokens))
+    vectors = rng.normal(size=(len(tokens), dim)).astype(np.float32)
+    save_vector_table(path, [tokens[i] for i in order], vectors, {})
+    return {tokens[i]: vectors[row] for row, i in enumerate(order)}
+
+
+def test_explicit_vector_files_align_by_token(tiny, tmp_path):
+    root, overrides = tiny
+    item_tokens = [f"i{i}" for i in range(1, 41)]
+    user_tokens = [f"u{u}" for u in range(1, 25)]
+    items = shuffled_table(tmp_path / "items.npz", item_tokens, 8, 1)
+    users = shuffled_table(tmp_path / "users.npz", user_tokens[:-3], 8, 2)  # 3 users without text
+    _, dataset, *_ = build_data({**overrides, "item_vector_file": str(tmp_path / "items.npz"),
+                                 "user_vector_file": str(tmp_path / "users.npz")})
+    f = dataset.features
+    for token, vector in items.items():
+        np.testing.assert_array_equal(f.item_text[dataset.token2id("item_id", token)].numpy(), vector)
+    for token, vector in users.items():
+        np.testing.assert_array_equal(f.user_text[dataset.token2id("user_id", token)].numpy(), vector)
+    missing = [dataset.token2id("user_id", t) for t in user_tokens[-3:]]
+    assert not f.user_text_mask[missing].any() and (f.user_text[missing] == 0).all()
+    assert int(f.user_text_mask.sum()) == 21 and not f.item_text_mask[0]
+
+
+def test_item_without_item_row_gets_fallback(tmp_path, caplog):
+    from conftest import tiny_overrides
+
+    seen = sorted({i for seq in raw_sequences(write_tiny_dataset(tmp_path / "probe")).values() for i in seq})
+    dropped = (int(seen[0][1:]), int(seen[1][1:]))
+    root = write_tiny_dataset(tmp_path / "data", items_without_row=dropped)
+    with caplog.at_level("WARNING"):
+        # keep interactions of items missing from .item (RecBole drops them by default)
+        _, dataset, *_ = build_data(tiny_overrides(root, tmp_path, filter_inter_by_user_or_item=False))
+    mask = dataset.features.item_text_mask
+    assert not mask[[dataset.token2id("item_id", f"i{i}") for i in dropped]].any()
+    assert int(mask.sum()) == dataset.item_num - 3  # padding and the two dropped items
+    warnings = [r.getMessage() for r in caplog.records if "have no vector" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"2 of {dataset.item_num - 1} items")
+
+
+def write_bad(path: Path, tokens, vectors) -> None:
+    np.savez(path, tokens=np.asarray(tokens, dtype=str), vectors=np.asarray(vectors))
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "does not exist"),
+        ("misaligned", "misaligned table, 40 tokens but 39 vector rows"),
+        ("nan", "row 5 (token 'i6') holds NaN or inf"),
+        ("unknown", "row 0 has item token 'i999', which is not a item of the atomic files"),
+        ("dimension", "user vectors have dimension 5, expected 8"),
+        ("duplicate", "token 'i1' has more than one row"),
+        ("not_2d", "'vectors' must be a 2-D float matrix"),
+    ],
+)
+def test_bad_vector_files_name_file_and_row(tiny, tmp_path, case, message):
+    _, overrides = tiny
+    items, users = tmp_path / "items.npz", tmp_path / "users.npz"
+    tokens = [f"i{i}" for i in range(1, 41)]
+    vectors = np.ones((40, 8), dtype=np.float32)
+    user_dim = 8
+    if case == "misaligned":
+        vectors = vectors[:39]
+    elif case == "nan":
+        vectors[5, 2] = np.nan
+    elif case == "unknown":
+        tokens[0] = "i999"
+    elif case == "dimension":
+        user_dim = 5
+    elif case == "duplicate":
+        tokens[1] = "i1"
+    elif case == "not_2d":
+        vectors = vectors[:, 0]
+    if case != "missing":
+        write_bad(items, tokens, vectors)
+    write_bad(users, [f"u{u}" for u in range(1, 25)], np.ones((24, user_dim), dtype=np.float32))
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        build_data({**overrides, "item_vector_file": str(items), "user_vector_file": str(users)})
+    assert message in str(err.value)
+    assert str(items if case != "dimension" else users) in str(err.value)
+
+
+def test_unknown_text_field_is_a_clear_error(tiny):
+    _, overrides = tiny
+    with pytest.raises(ValueError, match=r"item_text_fields names 'plot'.*tiny\.item"):
+        build_data({**overrides, "item_text_fields": "['title', 'plot']"})
+
+
+def test_missing_text_source_says_how_to_get_it(tiny):
+    _, overrides = tiny
+    with pytest.raises(FileNotFoundError, match=r"tiny\.user_pref\.openai\.jsonl"):
+        build_data({**overrides, "text_source": "openai"})

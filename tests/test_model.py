@@ -1,0 +1,156 @@
+"""UR4Rec model: SASRec equivalence, fusions, causal memory, stages."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import build_data
+from recbole.model.sequential_recommender.sasrec import SASRec
+from recbole.utils import init_seed
+
+from ur4rec_recbole.model import UR4Rec
+from ur4rec_recbole.model.fusion import FUSIONS, ranks
+from ur4rec_recbole.trainer import UR4RecTrainer, parse_stages
+
+ABLATION = {"retriever_weight": "0", "fusion": "none"}
+
+
+def make(model_class, config, dataset, seed=7):
+    init_seed(seed, True)
+    return model_class(config, dataset)
+
+
+def first_batch(loader):
+    return next(iter(loader))
+
+
+def test_ablation_matches_sasrec_on_prefix_rows(tiny):
+    _, overrides = tiny
+    config, _, train, valid, _ = build_data({**overrides, **ABLATION, "train_all_positions": "False"})
+    ours, base = make(UR4Rec, config, train._dataset), make(SASRec, config, train._dataset)
+    shared = base.state_dict()
+    for name, tensor in shared.items():
+        torch.testing.assert_close(ours.state_dict()[name], tensor, rtol=0, atol=0)
+    ours.eval(), base.eval()
+    batch = first_batch(train)
+    torch.testing.assert_close(ours.calculate_loss(batch), base.calculate_loss(batch))
+    eval_batch = first_batch(valid)[0]
+    torch.testing.assert_close(ours.full_sort_predict(eval_batch), base.full_sort_predict(eval_batch))
+
+
+def test_all_positions_loss_is_mean_of_sasrec_prefix_losses(tiny):
+    """Training every position of a window under the causal mask = SASRec on each prefix."""
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, **ABLATION})
+    ours, base = make(UR4Rec, config, train._dataset), make(SASRec, config, train._dataset)
+    ours.eval(), base.eval()
+    batch = first_batch(train)
+    seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
+    losses = []
+    for row in range(len(seq)):
+        full = torch.cat([seq[row, : lengths[row]], target[row : row + 1]])
+        for t in range(1, len(full)):
+            prefix = torch.zeros_like(seq[row : row + 1])
+            prefix[0, :t] = full[:t]
+            logits = base.forward(prefix, torch.tensor([t])) @ base.item_embedding.weight.T
+            losses.append(torch.nn.functional.cross_entropy(logits, full[t : t + 1]))
+    torch.testing.assert_close(ours.calculate_loss(batch), torch.stack(losses).mean(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_each_fusion_trains_and_ranks(tiny, fusion):
+    _, overrides = tiny
+    config, _, train, valid, _ = build_data({**overrides, "fusion": fusion, "retriever_weight": "0.5"})
+    model = make(UR4Rec, config, train._dataset)
+    model.train()
+    loss = model.calculate_loss(first_batch(train))
+    assert torch.isfinite(loss)
+    loss.backward()
+    proxy_grad = model.retriever.proxies.grad
+    assert proxy_grad is not None and proxy_grad.abs().sum() > 0
+    model.eval()
+    batch = first_batch(valid)[0]
+    scores = model.full_sort_predict(batch)
+    assert scores.shape == (len(batch), train._dataset.item_num) and torch.isfinite(scores).all()
+    picked = model.predict(batch)
+    torch.testing.assert_close(picked, scores.gather(1, batch["item_id"][:, None]).squeeze(1))
+
+
+def test_retriever_changes_the_ranking_only_when_fused(tiny):
+    _, overrides = tiny
+    config, _, train, valid, _ = build_data({**overrides, "fusion": "weighted", "fusion_weight": "1.0"})
+    model = make(UR4Rec, config, train._dataset).eval()
+    batch = first_batch(valid)[0]
+    fused = model.full_sort_predict(batch)
+    model.fusion_name = "none"
+    fused_none = model.full_sort_predict(batch)
+    assert not torch.allclose(fused, fused_none)
+
+
+def test_cascade_reranks_only_sasrec_top_k():
+    seq = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]])
+    ret = torch.tensor([[0.0, 0.0, 10.0, 0.0, 50.0]])
+    fusion = FUSIONS["cascade"]({"fusion_weight": 1.0, "cascade_k": 3}, 4)
+    order = fusion.rank_scores(seq, ret, None).argsort(descending=True)[0].tolist()
+    assert order == [2, 0, 1, 3, 4]  # item 4 has the best retriever score but is outside the top 3
+
+
+def test_rank_fusion_is_reciprocal_rank():
+    seq = torch.tensor([[3.0, 2.0, 1.0]])
+    ret = torch.tensor([[1.0, 3.0, 2.0]])
+    assert ranks(seq).tolist() == [[1, 2, 3]] and ranks(ret).tolist() == [[3, 1, 2]]
+    scores = FUSIONS["rank"]({"rrf_k": 0}, 4).rank_scores(seq, ret, None)
+    torch.testing.assert_close(scores, torch.tensor([[1 + 1 / 3, 1 / 2 + 1, 1 / 3 + 1 / 2]]))
+
+
+def test_memory_is_causal(tiny):
+    """Proxy states at position t depend on history items 0..t only."""
+    _, overrides = tiny
+    config, _, train, _, _ = build_data(overrides)
+    model = make(UR4Rec, config, train._dataset).eval()
+    batch = first_batch(train)
+    seq, lengths = batch["item_id_list"].clone(), batch["item_length"]
+    row = int(torch.argmax(lengths))
+    positions = torch.arange(seq.shape[1]).expand(len(seq), -1)
+    before, _ = model._proxies(batch, seq, lengths, positions)
+    changed = seq.clone()
+    last = int(lengths[row]) - 1
+    changed[row, last] = (changed[row, last] % (train._dataset.item_num - 1)) + 1
+    after, _ = model._proxies(batch, changed, lengths, positions)
+    torch.testing.assert_close(before[row, :last], after[row, :last])
+    assert not torch.allclose(before[row, last], after[row, last])
+
+
+def test_stage_switch_freezes_groups(tiny):
+    _, overrides = tiny
+    stages = "[{'name': 'backbone', 'epochs': 1, 'train': ['backbone'], 'fusion': 'none', 'retriever_weight': 0}, {'name': 'joint', 'epochs': 1}]"
+    config, _, train, valid, _ = build_data({**overrides, "stages": stages})
+    model = make(UR4Rec, config, train._dataset)
+    trainer = UR4RecTrainer(config, model)
+    assert trainer.epochs == 2 and [s["name"] for s in trainer.stages] == ["backbone", "joint"]
+    retriever0 = {k: v.clone() for k, v in model.retriever.state_dict().items()}
+    embedding0 = model.item_embedding.weight.detach().clone()
+    trainer._train_epoch(train, 0)
+    assert model.fusion_name == "none" and model.retriever_weight == 0
+    for k, v in model.retriever.state_dict().items():
+        torch.testing.assert_close(v, retriever0[k])
+    assert not torch.allclose(model.item_embedding.weight, embedding0)
+    trainer._train_epoch(train, 1)
+    assert model.fusion_name == "weighted" and model.retriever_weight == pytest.approx(0.1)
+    assert not torch.allclose(model.retriever.proxies, retriever0["proxies"])
+    assert [e["stage"] for e in trainer.epoch_history] == ["backbone", "joint"]
+
+
+def test_bad_stages_are_rejected():
+    with pytest.raises(ValueError, match=r"stages\[0\]\.epochs must be a positive int"):
+        parse_stages([{"name": "a", "epochs": 0}], 10)
+    with pytest.raises(ValueError, match=r"unknown keys \['lr'\]"):
+        parse_stages([{"epochs": 1, "lr": 3}], 10)
+    assert parse_stages(None, 7) == [{"name": "joint", "epochs": 7, "train": ["all"]}]
+
+
+def test_unknown_fusion_is_rejected(tiny):
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "fusion": "average"})
+    with pytest.raises(ValueError, match="fusion \\['average'\\] unknown"):
+        UR4Rec(config, train._dataset)

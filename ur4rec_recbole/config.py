@@ -1,0 +1,91 @@
+"""A RecBole ``Config`` that knows this package's models and yaml defaults.
+
+Priority, lowest first: RecBole's own yaml < this project's ``properties/``
+(overall, model, dataset) < ``config_file_list`` < ``config_dict`` <
+``cmd_overrides``. ``sys.argv`` is never read: the run script parses its own
+flags and passes the ``--key=value`` leftovers explicitly, so the same Config
+behaves identically under pytest, Ray workers and notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from recbole.config import Config as RecBoleConfig
+
+from ur4rec_recbole.utils import get_model
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROPERTIES_DIR = PROJECT_ROOT / "properties"
+DEFAULT_DATA_ROOT = PROJECT_ROOT / "dataset"
+
+
+class Config(RecBoleConfig):
+    """RecBole configuration with ``properties/`` as lowest-priority defaults."""
+
+    def __init__(
+        self,
+        model: str | type | None = None,
+        dataset: str | None = None,
+        config_file_list: Sequence[str] | None = None,
+        config_dict: Mapping[str, Any] | None = None,
+        cmd_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        if not PROPERTIES_DIR.is_dir():
+            raise FileNotFoundError(
+                f"{PROPERTIES_DIR} not found: install this project in editable mode "
+                "(pip install -e .) so its yaml defaults stay next to the package."
+            )
+        self._cmd_overrides = dict(cmd_overrides or {})
+        super().__init__(
+            model=model,
+            dataset=dataset,
+            config_file_list=list(config_file_list or []),
+            config_dict=dict(config_dict or {}),
+        )
+
+    def _load_cmd_line(self) -> dict:
+        # RecBole parses sys.argv here; we take explicit overrides instead.
+        return self._convert_config_dict(dict(self._cmd_overrides))
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model")
+            if model is None:
+                raise KeyError("no model given: pass --model NAME or set `model` in a config file")
+        model_class = get_model(model) if isinstance(model, str) else model
+        model_name = model if isinstance(model, str) else model.__name__
+        if dataset is None:
+            dataset = self.external_config_dict.get("dataset")
+            if dataset is None:
+                raise KeyError("no dataset given: pass --dataset NAME or set `dataset` in a config file")
+        return model_name, model_class, dataset
+
+    def _load_internal_config_dict(self, model, model_class, dataset) -> None:
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in (
+            PROPERTIES_DIR / "overall.yaml",
+            PROPERTIES_DIR / "model" / f"{model}.yaml",
+            PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
+        ):
+            if path.is_file():
+                loaded = self._update_internal_config_dict(str(path))
+                if path.parent.name == "dataset" and loaded:
+                    self.parameters["Dataset"] += [
+                        k for k in loaded if k not in self.parameters["Dataset"]
+                    ]
+
+    def _set_default_parameters(self) -> None:
+        super()._set_default_parameters()
+        # RecBole pins ml-100k to the copy inside its wheel; we keep every
+        # dataset, ml-100k included, under one root so that texts and vectors
+        # live next to the atomic files they were built from.
+        root = self.final_config_dict.get("data_root")
+        if root is None:
+            root = self.external_config_dict.get("data_path") or DEFAULT_DATA_ROOT
+        self.final_config_dict["data_root"] = os.path.abspath(str(root))
+        self.final_config_dict["data_path"] = os.path.join(
+            self.final_config_dict["data_root"], self.dataset
+        )
