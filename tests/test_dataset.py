@@ -35,23 +35,32 @@ def test_training_portion_is_history_minus_valid_and_test(tiny):
     assert all(valid_targets[u] == seq[-2] for u, seq in raw.items())
 
 
-def test_windows_cover_every_training_target_once(tiny):
+@pytest.mark.parametrize("stride", [None, 1, 6])
+def test_windows_cover_every_training_target_once(tiny, stride):
     root, overrides = tiny
-    _, dataset, train, _, _ = build_data(overrides)
+    _, dataset, train, _, _ = build_data({**overrides, "train_stride": stride})
     rows = train._dataset.inter_feat
     length = dataset.max_item_list_len
+    stride = stride or length // 2
     seen: Counter = Counter()
-    for uid, hist, n, target in zip(rows["user_id"].numpy(), rows["item_id_list"].numpy(),
-                                    rows["item_length"].numpy(), rows["item_id"].numpy()):
-        assert 1 <= n <= length and (hist[n:] == 0).all()
+    for uid, hist, n, target, start in zip(rows["user_id"].numpy(), rows["item_id_list"].numpy(),
+                                           rows["item_length"].numpy(), rows["item_id"].numpy(),
+                                           rows["train_from"].numpy()):
+        assert 1 <= n <= length and (hist[n:] == 0).all() and n - start <= stride
         window = list(hist[:n]) + [target]
-        for position in range(1, len(window)):
+        for position in range(start + 1, len(window)):
             seen[(uid, window[position])] += 1
     expected: Counter = Counter()
     for uid, portion in dataset.training_histories.items():
         for item in portion[1:]:
             expected[(uid, item)] += 1
     assert seen == expected
+
+
+def test_stride_longer_than_window_is_rejected(tiny):
+    _, overrides = tiny
+    with pytest.raises(ValueError, match=r"train_stride must be in \[1, MAX_ITEM_LIST_LENGTH=6\], got 7"):
+        build_data({**overrides, "train_stride": 7})
 
 
 def test_prefix_rows_kept_when_all_positions_off(tiny):

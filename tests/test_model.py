@@ -45,11 +45,12 @@ def test_all_positions_loss_is_mean_of_sasrec_prefix_losses(tiny):
     ours, base = make(UR4Rec, config, train._dataset), make(SASRec, config, train._dataset)
     ours.eval(), base.eval()
     batch = first_batch(train)
-    seq, lengths, target = batch["item_id_list"], batch["item_length"], batch["item_id"]
+    seq, lengths, target, start = batch["item_id_list"], batch["item_length"], batch["item_id"], batch["train_from"]
+    assert (start > 0).any()  # overlapping windows: some positions are context only
     losses = []
     for row in range(len(seq)):
         full = torch.cat([seq[row, : lengths[row]], target[row : row + 1]])
-        for t in range(1, len(full)):
+        for t in range(int(start[row]) + 1, len(full)):
             prefix = torch.zeros_like(seq[row : row + 1])
             prefix[0, :t] = full[:t]
             logits = base.forward(prefix, torch.tensor([t])) @ base.item_embedding.weight.T

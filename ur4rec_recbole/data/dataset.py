@@ -21,6 +21,8 @@ from recbole.data.interaction import Interaction
 
 from ur4rec_recbole.features import FeatureSet, prepare_features
 
+TRAIN_FROM = "train_from"  # first position of a training window that carries a loss
+
 
 class UR4RecDataset(SequentialDataset):
     """Sequential dataset whose ``features`` hold aligned text (and image) vectors."""
@@ -59,23 +61,30 @@ class UR4RecDataset(SequentialDataset):
     def _window_rows(self, portions: dict[int, np.ndarray]) -> Interaction:
         """Cut each training portion into windows of at most ``L + 1`` items, newest first.
 
-        Window ``k`` covers targets ``[m - (k+1)L, m - kL)``, so every training
-        item but the first is a target exactly once.
+        Windows end every ``train_stride`` items (``S``); a window's loss covers
+        only its last ``S`` positions (``TRAIN_FROM`` marks the first), so every
+        training item but the first is a target exactly once while ``S < L``
+        gives each target at least ``L - S`` items of context.
         """
         length = self.max_item_list_len
-        users, histories, lengths, targets = [], [], [], []
+        stride = self.config["train_stride"] or max(1, length // 2)
+        if not 1 <= stride <= length:
+            raise ValueError(f"train_stride must be in [1, MAX_ITEM_LIST_LENGTH={length}], got {stride}")
+        users, histories, lengths, targets, starts = [], [], [], [], []
         for uid, seq in portions.items():
-            for end in range(len(seq), 1, -length):
+            for end in range(len(seq), 1, -stride):
                 window = seq[max(0, end - length - 1) : end]
                 users.append(uid)
                 histories.append(np.pad(window[:-1], (0, length - len(window) + 1)))
                 lengths.append(len(window) - 1)
                 targets.append(window[-1])
+                starts.append(max(0, len(window) - 1 - stride))
         return Interaction({
             self.uid_field: torch.tensor(users, dtype=torch.long),
             self.item_id_list_field: torch.tensor(np.array(histories).reshape(-1, length), dtype=torch.long),
             self.item_list_length_field: torch.tensor(lengths, dtype=torch.long),
             self.iid_field: torch.tensor(targets, dtype=torch.long),
+            TRAIN_FROM: torch.tensor(starts, dtype=torch.long),
         })
 
     def build(self) -> list:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
+from ur4rec_recbole.data.dataset import TRAIN_FROM
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.retriever import PreferenceRetriever
 
@@ -140,7 +141,7 @@ class UR4Rec(SASRec):
             targets = torch.cat([item_seq[:, 1:], torch.zeros_like(item_seq[:, :1])], dim=1)  # [B, L]
             targets = targets.scatter(1, (item_seq_len - 1)[:, None], target[:, None])
             positions = torch.arange(length, device=item_seq.device).expand(batch, length)  # [B, L]
-            valid = positions < item_seq_len[:, None]  # [B, L]
+            valid = (positions < item_seq_len[:, None]) & (positions >= interaction[TRAIN_FROM][:, None])  # [B, L]
         else:  # RecBole's prefix rows: only the last position has a target
             positions = (item_seq_len - 1)[:, None]  # [B, 1]
             targets, valid = target[:, None], torch.ones_like(positions, dtype=torch.bool)
