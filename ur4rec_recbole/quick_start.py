@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 from logging import getLogger
 from pathlib import Path
 from time import time
 from typing import Any, Mapping, Sequence
 
+import torch
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
@@ -62,6 +64,10 @@ def run(
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     epochs = trainer.epoch_history
+    metric = config["valid_metric"].lower()
+    scored = [e for e in epochs if "valid" in e]
+    pick = max if config["valid_metric_bigger"] else min
+    best_epoch = pick(scored, key=lambda e: e["valid"][metric])["epoch"] if scored else None
     results = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -72,6 +78,8 @@ def run(
         "train_seconds": train_seconds,
         "seconds_per_epoch": sum(e["train_seconds"] for e in epochs) / max(len(epochs), 1),
         "epochs_run": len(epochs),
+        "best_epoch": best_epoch,
+        "machine": machine(),
         "total_seconds": time() - start,
         "checkpoint": trainer.saved_model_file if saved else None,
         "epoch_history": epochs,
@@ -82,6 +90,18 @@ def run(
     if results_path is not None:
         write_json(results_path, results)
     return results
+
+
+def machine() -> dict:
+    """Where the run happened, for reports: CPU, threads, accelerator."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+    }
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:

@@ -28,7 +28,13 @@ def get_model(model_name: str) -> type:
     module = importlib.import_module(_MODEL_MODULE)
     if hasattr(module, model_name):
         return getattr(module, model_name)
-    return recbole_get_model(model_name)
+    try:
+        return recbole_get_model(model_name)
+    except (ValueError, ImportError) as err:  # RecBole's search can trip over optional packages
+        raise ValueError(
+            f"model {model_name!r} is neither in {_MODEL_MODULE} ({', '.join(module.__all__)}) "
+            f"nor a RecBole model that can be imported here ({type(err).__name__}: {err})"
+        ) from err
 
 
 def get_trainer(model_type, model_name: str) -> type:

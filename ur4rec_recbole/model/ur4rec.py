@@ -135,13 +135,16 @@ class UR4Rec(SASRec):
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         target = interaction[self.POS_ITEM_ID]  # [B]
         states = self.sequence_states(item_seq)  # [B, L, H]
-        batch, length = item_seq.shape
         if self.all_positions:
-            # target at position t is the item at t+1; the row's target follows the last one
-            targets = torch.cat([item_seq[:, 1:], torch.zeros_like(item_seq[:, :1])], dim=1)  # [B, L]
-            targets = targets.scatter(1, (item_seq_len - 1)[:, None], target[:, None])
-            positions = torch.arange(length, device=item_seq.device).expand(batch, length)  # [B, L]
-            valid = (positions < item_seq_len[:, None]) & (positions >= interaction[TRAIN_FROM][:, None])  # [B, L]
+            # the target at position t is the item at t+1; the row's target follows its last item
+            shifted = torch.cat([item_seq[:, 1:], torch.zeros_like(item_seq[:, :1])], dim=1)  # [B, L]
+            shifted = shifted.scatter(1, (item_seq_len - 1)[:, None], target[:, None])
+            start = interaction[TRAIN_FROM]  # [B] first position with a loss
+            span = int((item_seq_len - start).max())  # T: most loss positions in a row
+            positions = start[:, None] + torch.arange(span, device=item_seq.device)  # [B, T]
+            valid = positions < item_seq_len[:, None]  # [B, T]
+            positions = positions.clamp(max=item_seq.shape[1] - 1)
+            targets = shifted.gather(1, positions)  # [B, T]
         else:  # RecBole's prefix rows: only the last position has a target
             positions = (item_seq_len - 1)[:, None]  # [B, 1]
             targets, valid = target[:, None], torch.ones_like(positions, dtype=torch.bool)
