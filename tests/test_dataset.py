@@ -163,6 +163,12 @@ def test_unknown_text_field_is_a_clear_error(tiny):
         build_data({**overrides, "item_text_fields": "['title', 'plot']"})
 
 
+def test_template_needs_its_fields(tiny):
+    _, overrides = tiny
+    with pytest.raises(ValueError, match=r"needs user_profile_fields .* for dataset 'tiny', got None"):
+        build_data({**overrides, "user_profile_fields": "None"})
+
+
 def test_missing_text_source_says_how_to_get_it(tiny):
     _, overrides = tiny
     with pytest.raises(FileNotFoundError, match=r"tiny\.user_pref\.openai\.jsonl"):

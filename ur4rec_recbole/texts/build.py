@@ -20,6 +20,13 @@ from ur4rec_recbole.texts.template import TemplateBackend
 
 def template_backend(config) -> TemplateBackend:
     """The template backend configured by ``item_text_fields`` and ``user_profile_fields``."""
+    for key in ("item_text_fields", "user_profile_fields"):
+        if not isinstance(config[key], list) or not config[key]:
+            raise ValueError(
+                f"text_source 'template' needs {key} (a list of .item columns) for dataset "
+                f"'{config['dataset']}', got {config[key]!r}; set it in a config file or as "
+                f"--{key}=\"['col1','col2']\" (see README, 'Your own dataset')"
+            )
     return TemplateBackend(
         item_text_fields=config["item_text_fields"],
         user_profile_fields=config["user_profile_fields"],
