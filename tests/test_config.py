@@ -24,7 +24,7 @@ def test_properties_are_defaults_and_files_override_them(tmp_path):
 def test_sys_argv_is_not_read(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["pytest", "--epochs=3", "--fusion=rank"])
     config = Config("UR4Rec", "ml-100k")
-    assert config["epochs"] == 60 and config["fusion"] == "weighted"
+    assert config["epochs"] == 14 and config["fusion"] == "weighted"
 
 
 def test_builtin_models_share_the_overall_settings():

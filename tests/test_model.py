@@ -41,7 +41,7 @@ def test_ablation_matches_sasrec_on_prefix_rows(tiny):
 def test_all_positions_loss_is_mean_of_sasrec_prefix_losses(tiny):
     """Training every position of a window under the causal mask = SASRec on each prefix."""
     _, overrides = tiny
-    config, _, train, _, _ = build_data({**overrides, **ABLATION})
+    config, _, train, _, _ = build_data({**overrides, **ABLATION, "train_stride": 3})
     ours, base = make(UR4Rec, config, train._dataset), make(SASRec, config, train._dataset)
     ours.eval(), base.eval()
     batch = first_batch(train)

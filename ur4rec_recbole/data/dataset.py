@@ -61,15 +61,16 @@ class UR4RecDataset(SequentialDataset):
     def _window_rows(self, portions: dict[int, np.ndarray]) -> Interaction:
         """Cut each training portion into windows of at most ``L + 1`` items, newest first.
 
-        Windows end every ``train_stride`` items (``S``); a window's loss covers
+        Windows end every ``S = min(train_stride, L)`` items; a window's loss covers
         only its last ``S`` positions (``TRAIN_FROM`` marks the first), so every
         training item but the first is a target exactly once while ``S < L``
         gives each target at least ``L - S`` items of context.
         """
         length = self.max_item_list_len
-        stride = self.config["train_stride"] or max(1, length // 2)
-        if not 1 <= stride <= length:
-            raise ValueError(f"train_stride must be in [1, MAX_ITEM_LIST_LENGTH={length}], got {stride}")
+        stride = self.config["train_stride"]
+        if stride is not None and (not isinstance(stride, int) or stride < 1):
+            raise ValueError(f"train_stride must be a positive int or None, got {stride!r}")
+        stride = min(stride or length, length)
         users, histories, lengths, targets, starts = [], [], [], [], []
         for uid, seq in portions.items():
             for end in range(len(seq), 1, -stride):
