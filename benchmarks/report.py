@@ -12,18 +12,33 @@ from pathlib import Path
 METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
 
 
+def best_epoch(results: dict) -> int | None:
+    """The recorded best epoch, else the epoch whose validation metric matches the best one."""
+    if results.get("best_epoch") is not None:
+        return results["best_epoch"]
+    metric = results["config"]["valid_metric"].lower()
+    best = results["best_valid_result"].get(metric)
+    return next((e["epoch"] for e in results["epoch_history"] if e.get("valid", {}).get(metric) == best), None)
+
+
+def machine(results: dict) -> str:
+    where = results.get("machine")
+    if not where:
+        return "not recorded"
+    return f"{where['cpu_count']} cores, {where['torch_threads']} torch threads"
+
+
 def row(results: dict) -> str:
     valid, test = results["best_valid_result"], results["test_result"]
-    where = results.get("machine", {})
     cells = [
         results["model"],
         f"{valid.get('ndcg@10', float('nan')):.4f}",
         *(f"{test.get(m, float('nan')):.4f}" for m in METRICS),
         f"{results['seconds_per_epoch']:.1f}",
-        str(results.get("best_epoch")),
+        str(best_epoch(results)),
         str(results["epochs_run"]),
         f"{results['total_seconds']:.0f}",
-        f"{where.get('cpu_count', '?')} cores, {where.get('torch_threads', '?')} torch threads",
+        machine(results),
     ]
     return "| " + " | ".join(cells) + " |"
 

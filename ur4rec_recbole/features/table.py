@@ -109,7 +109,10 @@ def align_vectors(
     """
     dim = vectors.shape[1]
     if expected_dim is not None and dim != expected_dim:
-        raise ValueError(f"{path}: {what} vectors have dimension {dim}, expected {expected_dim}")
+        raise ValueError(
+            f"{path}: {what} vectors have dimension {dim}, expected {expected_dim} "
+            f"(the item vectors' dimension: both live in one text space)"
+        )
     index = {str(token): i for i, token in enumerate(vocab)}
     matrix = np.zeros((len(vocab), dim), dtype=np.float32)
     mask = np.zeros(len(vocab), dtype=bool)
