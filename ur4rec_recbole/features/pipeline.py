@@ -60,9 +60,11 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
     item_file, user_file = config["item_vector_file"], config["user_vector_file"]
     if item_file is None or user_file is None:
         user_texts, item_texts = build_texts(config, dataset, histories)
-        for texts, kind in ((item_texts, "item_know"), (user_texts, "user_pref")):
-            encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
-                           config["encoder_batch_size"], config["encoder_device"])
+        # encode only what no explicit vector file replaces
+        for texts, kind, given in ((item_texts, "item_know", item_file), (user_texts, "user_pref", user_file)):
+            if given is None:
+                encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
+                               config["encoder_batch_size"], config["encoder_device"])
     item_path = Path(item_file or _vector_path(config, "item_know"))
     user_path = Path(user_file or _vector_path(config, "user_pref"))
     item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None)
