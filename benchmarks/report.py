@@ -9,16 +9,17 @@ import argparse
 import json
 from pathlib import Path
 
+from ur4rec_recbole.quick_start import best_epoch
+
 METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
 
 
-def best_epoch(results: dict) -> int | None:
-    """The recorded best epoch, else the epoch whose validation metric matches the best one."""
+def recorded_best_epoch(results: dict) -> int | None:
+    """The recorded best epoch; files written before that field get it from their epoch history."""
     if results.get("best_epoch") is not None:
         return results["best_epoch"]
-    metric = results["config"]["valid_metric"].lower()
-    best = results["best_valid_result"].get(metric)
-    return next((e["epoch"] for e in results["epoch_history"] if e.get("valid", {}).get(metric) == best), None)
+    config = results["config"]
+    return best_epoch(results["epoch_history"], config["valid_metric"], config["valid_metric_bigger"])
 
 
 def machine(results: dict) -> str:
@@ -35,7 +36,7 @@ def row(results: dict) -> str:
         f"{valid.get('ndcg@10', float('nan')):.4f}",
         *(f"{test.get(m, float('nan')):.4f}" for m in METRICS),
         f"{results['seconds_per_epoch']:.1f}",
-        str(best_epoch(results)),
+        str(recorded_best_epoch(results)),
         str(results["epochs_run"]),
         f"{results['total_seconds']:.0f}",
         machine(results),

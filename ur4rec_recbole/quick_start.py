@@ -64,10 +64,6 @@ def run(
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     epochs = trainer.epoch_history
-    metric = config["valid_metric"].lower()
-    scored = [e for e in epochs if "valid" in e]
-    pick = max if config["valid_metric_bigger"] else min
-    best_epoch = pick(scored, key=lambda e: e["valid"][metric])["epoch"] if scored else None
     results = {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -78,7 +74,7 @@ def run(
         "train_seconds": train_seconds,
         "seconds_per_epoch": sum(e["train_seconds"] for e in epochs) / max(len(epochs), 1),
         "epochs_run": len(epochs),
-        "best_epoch": best_epoch,
+        "best_epoch": best_epoch(epochs, config["valid_metric"], config["valid_metric_bigger"]),
         "machine": machine(),
         "total_seconds": time() - start,
         "checkpoint": trainer.saved_model_file if saved else None,
@@ -90,6 +86,16 @@ def run(
     if results_path is not None:
         write_json(results_path, results)
     return results
+
+
+def best_epoch(history: Sequence[Mapping], valid_metric: str, bigger: bool) -> int | None:
+    """The first epoch of ``history`` with the best validation ``valid_metric`` (as RecBole keeps it)."""
+    metric = valid_metric.lower()
+    scored = [e for e in history if "valid" in e]
+    if not scored:
+        return None
+    pick = max if bigger else min  # both return the first of equal values
+    return pick(scored, key=lambda e: e["valid"][metric])["epoch"]
 
 
 def machine() -> dict:
