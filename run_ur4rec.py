@@ -16,18 +16,7 @@ from time import time
 
 _START = time()
 
-
-def split_overrides(extra: list[str]) -> dict[str, str]:
-    """``['--a=1', '--b=x']`` -> ``{'a': '1', 'b': 'x'}``; anything else is an error."""
-    overrides: dict[str, str] = {}
-    for arg in extra:
-        if not arg.startswith("--") or "=" not in arg:
-            raise SystemExit(f"unrecognised argument {arg!r}: settings are given as --key=value")
-        key, value = arg[2:].split("=", 1)
-        if key in overrides and overrides[key] != value:
-            raise SystemExit(f"--{key} given twice with different values")
-        overrides[key] = value
-    return overrides
+from ur4rec_recbole.cli import split_overrides  # noqa: E402  (light import; timing starts first)
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
