@@ -3,6 +3,7 @@
     python run_ur4rec.py --dataset ml-100k
     python run_ur4rec.py --dataset ml-100k --model SASRec
     python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
+    python run_ur4rec.py --dataset ml-100k --generate openai --llm-model gpt-4o-mini   # LLM texts first
 
 Any RecBole setting can be given as ``--key=value`` (values are parsed as
 RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
@@ -16,7 +17,8 @@ from time import time
 
 _START = time()
 
-from ur4rec_recbole.cli import split_overrides  # noqa: E402  (light import; timing starts first)
+from ur4rec_recbole.cli import split_overrides  # noqa: E402  (light imports; timing starts first)
+from ur4rec_recbole.generate import add_generation_arguments, options_from_args, run_generation  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
@@ -26,6 +28,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--config_files", nargs="+", default=None, help="yaml files, later ones win")
     parser.add_argument("--results", default=None, help="write the results as JSON to this path")
     parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
+    parser.add_argument("--generate", default=None, metavar="BACKEND",
+                        help="first write LLM texts with this backend (openai or transformers), then train on them")
+    add_generation_arguments(parser)
     args, extra = parser.parse_known_args(argv)
     return args, split_overrides(extra)
 
@@ -33,6 +38,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     from ur4rec_recbole.quick_start import run, summary_table
+
+    if args.generate is not None:
+        options = options_from_args(args, args.generate)
+        if overrides.get("text_source", options.text_source) != options.text_source:
+            raise SystemExit(f"--generate writes text_source '{options.text_source}' but "
+                             f"--text_source={overrides['text_source']} was given")
+        run_generation(args.dataset, options, overrides)
+        overrides["text_source"] = options.text_source
 
     results = run(
         model=args.model,

@@ -88,10 +88,18 @@ class UR4RecDataset(SequentialDataset):
             TRAIN_FROM: torch.tensor(starts, dtype=torch.long),
         })
 
-    def build(self) -> list:
+    def split_with_portions(self) -> tuple[list, dict[int, np.ndarray]]:
+        """RecBole's (train, valid, test) split and each user's training portion, without features.
+
+        The one place the leakage rule lives: text generation (``python -m
+        ur4rec_recbole.generate``) and training both take their histories from here.
+        """
         datasets = super().build()
+        return datasets, self.training_portions(datasets[0])
+
+    def build(self) -> list:
+        datasets, portions = self.split_with_portions()
         train = datasets[0]
-        portions = self.training_portions(train)
         features = prepare_features(self.config, self, portions)
         for part in (self, *datasets):
             part.features = features

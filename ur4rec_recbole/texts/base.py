@@ -33,6 +33,11 @@ class TextBackend(Protocol):
         """One preference record per user with a non-empty training history."""
 
 
+def join_values(values: Sequence[str], categorical: bool) -> str:
+    """Categorical fields (genres) are listed with commas; others are free text split on spaces (titles)."""
+    return (", " if categorical else " ").join(values)
+
+
 def _format_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Mapping, Sequence
 
-from ur4rec_recbole.texts.base import Histories, ItemFields
+from ur4rec_recbole.texts.base import Histories, ItemFields, join_values
 from ur4rec_recbole.texts.records import TextRecord
 
 TEMPLATE_VERSION = "template-v1"
@@ -65,8 +65,7 @@ class TemplateBackend:
         return records
 
     def _join(self, name: str, values: Sequence[str]) -> str:
-        # profiled fields are categorical (genres); others are free text split on spaces (titles)
-        return (", " if name in self.user_profile_fields else " ").join(values)
+        return join_values(values, categorical=name in self.user_profile_fields)
 
     def _shares(self, history: Sequence[str], items: ItemFields, name: str) -> list[tuple[str, float]]:
         counts: Counter[str] = Counter()
