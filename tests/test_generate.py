@@ -138,19 +138,23 @@ def test_token_budget(tiny):
     assert 0 < summary.calls < N_PROMPTS and summary.pending == N_PROMPTS - summary.calls
 
 
-def test_sigkill_mid_run_loses_and_duplicates_nothing(tiny):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_killed_mid_run_loses_and_duplicates_nothing(tiny, sig):
     root, overrides = tiny
     cache = root / "tiny" / "tiny.llm_cache.sqlite"
     with LoopbackLLM(delay=0.15) as server:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.generate", *cli(server, overrides,
                                  "--concurrency", "4")], cwd=PROJECT_ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while time.time() < deadline and len(server.requests) < 20:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.send_signal(sig)
+        err = proc.communicate()[1]
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130 and "interrupted: every answer received so far is cached" in err
+            assert "Traceback" not in err
         assert len(server.requests) >= 20, "the generator never got going"
         with sqlite3.connect(cache) as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

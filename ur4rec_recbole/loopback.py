@@ -47,6 +47,11 @@ class SeenRequest:
     authorization_sha256: str = field(repr=False, default="")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's default backlog of 5 refuses bursts of connections
+
+
 class LoopbackLLM:
     """Start with ``with LoopbackLLM(...) as server:``; ``server.base_url`` is the client's URL.
 
@@ -68,8 +73,7 @@ class LoopbackLLM:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
