@@ -17,7 +17,7 @@ from time import time
 
 _START = time()
 
-from ur4rec_recbole.cli import split_overrides  # noqa: E402  (light imports; timing starts first)
+from ur4rec_recbole.cli import quiet_library_warnings, split_overrides  # noqa: E402  (light imports; timing starts first)
 from ur4rec_recbole.generate import add_generation_arguments, options_from_args, run_generation  # noqa: E402
 
 
@@ -37,6 +37,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
 
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    quiet_library_warnings()
     from ur4rec_recbole.quick_start import run, summary_table
 
     if args.generate is not None:

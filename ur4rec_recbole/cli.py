@@ -18,3 +18,10 @@ def split_overrides(extra: list[str]) -> dict[str, str]:
             raise SystemExit(f"--{key} given twice with different values")
         overrides[key] = value
     return overrides
+
+
+def quiet_library_warnings() -> None:
+    """Hide RecBole's pandas FutureWarnings (dozens per run, nothing a user can act on)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")

@@ -23,7 +23,7 @@ from logging import getLogger
 from pathlib import Path
 from typing import Mapping
 
-from ur4rec_recbole.cli import split_overrides
+from ur4rec_recbole.cli import quiet_library_warnings, split_overrides
 from ur4rec_recbole.texts.llm import GenerationOptions, GenerationSummary
 
 EXIT_FATAL, EXIT_STOPPED, EXIT_INTERRUPTED = 2, 3, 130
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> GenerationSummary:
     parser.add_argument("--backend", required=True, help="openai or transformers")
     add_generation_arguments(parser)
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    quiet_library_warnings()
     return run_generation(args.dataset, options_from_args(args, args.backend), split_overrides(extra))
 
 
