@@ -82,9 +82,9 @@ def generate_texts(dataset_name: str, options: GenerationOptions,
     from ur4rec_recbole.utils import create_dataset
 
     if options.backend not in COMPLETERS:
-        raise SystemExit(f"unknown backend {options.backend!r}; choose from {sorted(COMPLETERS)}")
+        raise ValueError(f"unknown backend {options.backend!r}; choose from {sorted(COMPLETERS)}")
     if options.text_source == "template":
-        raise SystemExit("--source template is reserved for the template backend's files")
+        raise ValueError("--source template is reserved for the template backend's files")
     config = Config("UR4Rec", dataset_name, cmd_overrides=dict(cmd_overrides or {}))
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
@@ -138,7 +138,7 @@ def run_generation(dataset_name: str, options: GenerationOptions,
 
     try:
         summary = generate_texts(dataset_name, options, cmd_overrides)
-    except Fatal as err:
+    except (Fatal, ValueError, FileNotFoundError) as err:  # bad input or server: one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(EXIT_FATAL) from None
     except KeyboardInterrupt:
