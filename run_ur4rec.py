@@ -3,6 +3,7 @@
     python run_ur4rec.py --dataset ml-100k
     python run_ur4rec.py --dataset ml-100k --model SASRec
     python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
+    python run_ur4rec.py --dataset mydata --modalities text,image
 
 Any RecBole setting can be given as ``--key=value`` (values are parsed as
 RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
@@ -26,8 +27,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--config_files", nargs="+", default=None, help="yaml files, later ones win")
     parser.add_argument("--results", default=None, help="write the results as JSON to this path")
     parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
+    parser.add_argument("--modalities", default=None, help="item modalities of UR4Rec: text, image or text,image")
     args, extra = parser.parse_known_args(argv)
-    return args, split_overrides(extra)
+    overrides = split_overrides(extra)
+    if args.modalities is not None:  # the same as the setting --modalities=...
+        overrides["modalities"] = args.modalities
+    return args, overrides
 
 
 def main(argv: list[str] | None = None) -> dict:
