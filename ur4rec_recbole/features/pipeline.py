@@ -42,7 +42,8 @@ def _vector_path(config, kind: str) -> Path:
     return Path(config["data_path"]) / f"{config['dataset']}.{kind}.{config['text_source']}.npz"
 
 
-def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None):
+def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None,
+             section: str = "Missing texts"):
     tokens, vectors, _ = load_vector_table(path)
     known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"])
     matrix, mask = align_vectors(path, tokens, vectors, dataset.field2id_token[field], known, what, dim)
@@ -50,7 +51,7 @@ def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...],
     if missing:
         getLogger().warning(
             f"{missing} of {len(mask) - 1} {what}s have no vector in {path.name}; "
-            f"they use the fallback (zero vector, masked: see README, 'Missing texts')"
+            f"they use the fallback (zero vector, masked: see README, '{section}')"
         )
     return torch.from_numpy(matrix), torch.from_numpy(mask)
 
@@ -85,6 +86,6 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
                 f"has no images/ folder (nor item_image_field): add images or set image_vector_file"
             )
         features.item_image, features.item_image_mask = _aligned(
-            config, dataset, image_path, dataset.iid_field, ("inter", "item"), "item image", None
+            config, dataset, image_path, dataset.iid_field, ("inter", "item"), "item image", None, "Item images"
         )
     return features
