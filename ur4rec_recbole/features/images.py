@@ -237,11 +237,12 @@ def encode_item_images(config) -> ImageReport:
 
     data_path = Path(config["data_path"])
     item_field = config["ITEM_ID_FIELD"]
-    tokens = sorted(atomic_tokens(data_path, config["dataset"], item_field, ("inter", "item"), config["field_separator"]))
+    sep = config["field_separator"]
+    tokens = sorted(atomic_tokens(data_path, config["dataset"], item_field, ("inter", "item"), sep))
     if not tokens:
         raise ValueError(f"no item tokens in {data_path}/{config['dataset']}.{{inter,item}}")
     images, missing = find_item_images(data_path, config["dataset"], tokens, item_field,
-                                       config["item_image_field"], config["field_separator"])
+                                       config["item_image_field"], sep)
     arch, pretrained = config["image_model"], normalise_pretrained(config["image_pretrained"])
     out, report_file = image_vector_path(config), report_path(image_vector_path(config))
     key = content_hash(images, arch, weights_identity(pretrained), config["image_size"])

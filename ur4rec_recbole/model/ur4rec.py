@@ -139,20 +139,20 @@ class UR4Rec(SASRec):
         weights = {**self.term_weights, "retrieval": self.retriever_weight}
         return {name: w for name, w in weights.items() if name in self.term_weights and w > 0}
 
-    def _needs_retriever(self) -> bool:
-        return self.fusion.uses_retriever or (self.training and bool(self.active_terms()))
-
     def item_views(self) -> ItemViews:
         """Each modality's representation of every item. ``[N, H]``"""
         ids = self.item_embedding.weight
         text = text_mask = image = image_mask = None
         if "text" in self.modalities:
-            text, text_mask = self.retriever.item_representations(self.item_text, self.item_text_mask, ids), self.item_text_mask
+            text = self.retriever.item_representations(self.item_text, self.item_text_mask, ids)
+            text_mask = self.item_text_mask
         if "image" in self.modalities:
             image, image_mask = self.image_modules["adapter"](self.item_image), self.item_image_mask
-        single = None
-        if len(self.modalities) == 1:  # image alone falls back to the ID representation, as text does
-            single = text if text is not None else torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
+        single = text  # one modality: its representation; two: None (the modality fusion scores)
+        if image is not None and text is not None:
+            single = None
+        elif image is not None:  # image alone falls back to the ID representation, as text does
+            single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
         return ItemViews(text, text_mask, image, image_mask, single)
 
     def _proxies(self, interaction, item_seq, item_seq_len, positions) -> tuple[torch.Tensor, ItemViews]:
@@ -162,7 +162,8 @@ class UR4Rec(SASRec):
         if views.single is not None:
             blocks = [(views.single[item_seq], in_history)]
         else:  # text slots, then image slots; items without an image are masked out of the memory
-            blocks = [(views.text[item_seq], in_history), (views.image[item_seq], in_history & views.image_mask[item_seq])]
+            has_image = in_history & views.image_mask[item_seq]  # [B, L]
+            blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
         user = interaction[self.USER_ID]  # [B]
         user_vec = self.retriever.user_adapter(self.user_text[user])  # [B, H]
         memory = self.retriever.memory(user_vec, self.user_text_mask[user], blocks)
@@ -213,12 +214,12 @@ class UR4Rec(SASRec):
         seq_logits = state @ self.item_embedding.weight.T  # [P, N]
 
         ret_logits = None
-        if self._needs_retriever():
+        terms = self.active_terms()
+        if self.fusion.uses_retriever or terms:
             proxies, views = self._proxies(interaction, item_seq, item_seq_len, positions)  # [B, T, K, H]
             proxies = proxies[valid]  # [P, K, H]
             ret_logits = self.retriever_scores(proxies, views)  # [P, N]
         loss = sum(F.cross_entropy(logits, targets) for logits in self.fusion.train_logits(seq_logits, ret_logits, state))
-        terms = self.active_terms()
         if terms:
             losses = self.auxiliary_losses(LossInputs(
                 targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature), terms)
