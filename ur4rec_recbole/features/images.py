@@ -186,9 +186,10 @@ def load_image_model(arch: str, pretrained: str | None, device: str, image_size:
     except (RuntimeError, FileNotFoundError, OSError) as err:
         if not is_tag:
             raise
+        why = "could not be downloaded" if download else "are not downloaded (image_download is False)"
         raise WeightsUnavailable(
-            f"open_clip weights {arch}/{pretrained} are not on this machine and are not downloaded "
-            f"(image_download is False). Download the checkpoint elsewhere (e.g. "
+            f"open_clip weights {arch}/{pretrained} are not on this machine and {why}: "
+            f"{str(err).splitlines()[0][:200]}. Download the checkpoint elsewhere (e.g. "
             f"open_clip_pytorch_model.bin of that tag) and pass its local path: "
             f"--image-pretrained /path/to/checkpoint (or image_pretrained in yaml), "
             f"or 'none' for an untrained model."

@@ -76,9 +76,11 @@ class AttentionFusion(nn.Module):
     The proxies are the read-out of the user's memory (preference, history
     text and history image slots), so the weight of an item's image versus its
     text depends on the user and on each proxy. The candidate for proxy ``k``
-    is ``a_k,text * text + a_k,image * image`` (softmax over the item's tokens;
-    the image token is masked where there is none), scored by cosine as usual.
-    Cosines are expanded into dot products so no ``[P, K, N, H]`` tensor is built.
+    is ``a_k,text * text + a_k,image * image`` (softmax over the item's two
+    tokens, i.e. a sigmoid of their logit difference; the image token is masked
+    where there is none), scored by cosine as usual. With ``d = image - text``
+    the mixture is ``text + a d``, so its cosine comes from three dot products
+    per (proxy, item) and no ``[P, K, N, H]`` tensor is built.
     """
 
     def __init__(self, hidden: int) -> None:
@@ -87,23 +89,25 @@ class AttentionFusion(nn.Module):
         self.key = nn.Linear(hidden, hidden)
         self.scale = 1.0 / math.sqrt(hidden)
 
+    def image_weight(self, proxies, text, image, has_image) -> torch.Tensor:
+        """Attention ``a_k,image`` of each proxy on each item's image token (0 without one). ``[P, K, N]``"""
+        key_gap = self.key(image) - self.key(text)  # [N, H] logit(image) - logit(text) = query . key_gap
+        logit = torch.einsum("pkh,nh->pkn", self.query(proxies), key_gap) * self.scale  # [P, K, N]
+        return torch.sigmoid(logit) * has_image  # masked: exactly 0 where there is no image
+
     def weights(self, proxies, text, image, has_image) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention of each proxy on each item's text and image token. ``[P, K, N]`` each"""
-        query = self.query(proxies)  # [P, K, H]
-        to_text = torch.einsum("pkh,nh->pkn", query, self.key(text)) * self.scale  # [P, K, N]
-        to_image = torch.einsum("pkh,nh->pkn", query, self.key(image)) * self.scale  # [P, K, N]
-        to_image = to_image.masked_fill(~has_image[None, None, :], float("-inf"))
-        attn = torch.softmax(torch.stack([to_text, to_image], dim=-1), dim=-1)  # [P, K, N, 2]
-        return attn[..., 0], attn[..., 1]
+        a_image = self.image_weight(proxies, text, image, has_image)
+        return 1 - a_image, a_image
 
     def score(self, proxies, text, image, has_image) -> torch.Tensor:
-        a_text, a_image = self.weights(proxies, text, image, has_image)  # [P, K, N]
-        unit = F.normalize(proxies, dim=-1)  # [P, K, H]
-        dot = a_text * torch.einsum("pkh,nh->pkn", unit, text) + a_image * torch.einsum("pkh,nh->pkn", unit, image)
-        image = image * has_image[:, None]  # keeps 0 * inf out of the norm
-        norm2 = (a_text**2 * text.pow(2).sum(-1) + a_image**2 * image.pow(2).sum(-1)
-                 + 2 * a_text * a_image * (text * image).sum(-1))  # [P, K, N] squared norm of the mixture
-        return (dot / norm2.clamp_min(1e-12).sqrt()).amax(dim=1)  # [P, N]
+        a = self.image_weight(proxies, text, image, has_image)  # [P, K, N]
+        gap = image - text  # [N, H]
+        dots = torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), torch.cat([text, gap]))  # [P, K, 2N]
+        u_text, u_gap = dots.split(text.shape[0], dim=-1)  # [P, K, N] each
+        dot = u_text + a * u_gap  # unit proxy . (text + a gap)
+        norm2 = text.pow(2).sum(-1) + a * (2 * (text * gap).sum(-1) + a * gap.pow(2).sum(-1))  # |text + a gap|^2
+        return (dot * norm2.clamp_min(1e-12).rsqrt()).amax(dim=1)  # [P, N]
 
 
 MODALITY_FUSIONS: dict[str, type[nn.Module]] = {
