@@ -2,7 +2,7 @@
 
     python benchmarks/images.py posters                 # dataset/ml-100k/images/<item>.jpg
     python benchmarks/images.py extract --image_model=ViT-B-32
-    python benchmarks/images.py table benchmarks/results/images-*.json benchmarks/results/UR4Rec-ml-100k-1epoch-*.json
+    python benchmarks/images.py table benchmarks/results/images-*.json benchmarks/results/UR4Rec-*-1epoch-*.json
 
 ml-100k has no images, so ``posters`` draws one 200x300 JPEG per movie: a
 background in the colour of its first genre, a shape, and its title. Extraction

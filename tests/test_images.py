@@ -128,6 +128,9 @@ def test_encode_command_line(with_images, capsys):
     assert "tiny.image_vec.report.json" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         encode.main(["--dataset", "tiny", f"--data_path={data}"])  # no --images
+    with pytest.raises(SystemExit, match="^error: open_clip weights RN50/yfcc15m are not on this machine"):
+        encode.main(["--dataset", "tiny", "--images", "--image-model", "RN50", "--image-pretrained", "yfcc15m",
+                     f"--data_path={data}", "--state=WARNING"])
 
 
 def test_dataset_masks_items_without_a_usable_image(with_images):

@@ -37,13 +37,16 @@ def main(argv: list[str] | None = None) -> dict:
     from recbole.utils import init_logger
 
     from ur4rec_recbole.config import Config
-    from ur4rec_recbole.features.images import encode_item_images, image_vector_path, report_path
+    from ur4rec_recbole.features.images import WeightsUnavailable, encode_item_images, image_vector_path, report_path
     from ur4rec_recbole.utils import ensure_atomic_files
 
     config = Config("UR4Rec", args.dataset, args.config_files, cmd_overrides=overrides)
     init_logger(config)
     ensure_atomic_files(config)
-    report = encode_item_images(config).as_json()
+    try:
+        report = encode_item_images(config).as_json()
+    except WeightsUnavailable as err:  # one message, not open_clip's download traceback
+        raise SystemExit(f"error: {err}") from None
     out = image_vector_path(config)
     print(json.dumps({k: v for k, v in report.items() if k not in ("missing", "corrupt")}))
     print(f"vectors: {out}\nreport:  {report_path(out)}")
