@@ -4,6 +4,7 @@
     python run_ur4rec.py --dataset ml-100k --model SASRec
     python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
     python run_ur4rec.py --dataset ml-100k --generate openai --llm-model gpt-4o-mini   # LLM texts first
+    python run_ur4rec.py --dataset mydata --modalities text,image
 
 Any RecBole setting can be given as ``--key=value`` (values are parsed as
 RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
@@ -30,9 +31,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
     parser.add_argument("--generate", default=None, metavar="BACKEND",
                         help="first write LLM texts with this backend (openai or transformers), then train on them")
+    parser.add_argument("--modalities", default=None, help="item modalities of UR4Rec: text, image or text,image")
     add_generation_arguments(parser)
     args, extra = parser.parse_known_args(argv)
-    return args, split_overrides(extra)
+    overrides = split_overrides(extra)
+    if args.modalities is not None:  # the same as the setting --modalities=...
+        overrides["modalities"] = args.modalities
+    return args, overrides
 
 
 def main(argv: list[str] | None = None) -> dict:

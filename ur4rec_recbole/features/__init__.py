@@ -1,4 +1,4 @@
-"""Vectors: sentence encoding with a content-hash cache, and aligned feature tables."""
+"""Vectors: sentence and image encoding with content-hash caches, and aligned feature tables."""
 
 from ur4rec_recbole.features.pipeline import FeatureSet, prepare_features
 

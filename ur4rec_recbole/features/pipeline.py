@@ -3,7 +3,9 @@
 Each table comes from an explicit file when the config names one
 (``item_vector_file``, ``user_vector_file``, ``image_vector_file``) and is
 otherwise produced here: texts from ``text_source``, then sentence vectors.
-Image vectors are optional: used when the file exists.
+Image vectors are loaded when ``modalities`` includes ``image``: encoded from
+the dataset's images (cached by content hash) when it has any, otherwise read
+from the image table.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import numpy as np
 import torch
 
 from ur4rec_recbole.features.encode import encode_records
+from ur4rec_recbole.features.images import encode_item_images, has_image_source, image_vector_path
+from ur4rec_recbole.features.modalities import parse_modalities
 from ur4rec_recbole.features.table import align_vectors, atomic_tokens, load_vector_table
 from ur4rec_recbole.texts.build import build_texts
 from ur4rec_recbole.texts.records import read_records
@@ -38,7 +42,8 @@ def _vector_path(config, kind: str) -> Path:
     return Path(config["data_path"]) / f"{config['dataset']}.{kind}.{config['text_source']}.npz"
 
 
-def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None):
+def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None,
+             section: str = "Missing texts"):
     tokens, vectors, _ = load_vector_table(path)
     known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"])
     matrix, mask = align_vectors(path, tokens, vectors, dataset.field2id_token[field], known, what, dim)
@@ -46,7 +51,7 @@ def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...],
     if missing:
         getLogger().warning(
             f"{missing} of {len(mask) - 1} {what}s have no vector in {path.name}; "
-            f"they use the fallback (zero vector, masked: see README, 'Missing texts')"
+            f"they use the fallback (zero vector, masked: see README, '{section}')"
         )
     return torch.from_numpy(matrix), torch.from_numpy(mask)
 
@@ -71,9 +76,16 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
     user_text, user_mask = _aligned(config, dataset, user_path, dataset.uid_field, ("inter", "user"), "user",
                                     item_text.shape[1])
     features = FeatureSet(item_text, item_mask, user_text, user_mask)
-    image_path = Path(config["image_vector_file"] or Path(config["data_path"]) / f"{config['dataset']}.image_vec.npz")
-    if config["image_vector_file"] is not None or image_path.is_file():
+    if "image" in parse_modalities(config["modalities"]):
+        image_path = image_vector_path(config)
+        if config["image_vector_file"] is None and has_image_source(config):
+            encode_item_images(config)
+        elif not image_path.is_file():
+            raise FileNotFoundError(
+                f"modalities include 'image' but {image_path} does not exist and {Path(config['data_path'])} "
+                f"has no images/ folder (nor item_image_field): add images or set image_vector_file"
+            )
         features.item_image, features.item_image_mask = _aligned(
-            config, dataset, image_path, dataset.iid_field, ("inter", "item"), "item image", None
+            config, dataset, image_path, dataset.iid_field, ("inter", "item"), "item image", None, "Item images"
         )
     return features

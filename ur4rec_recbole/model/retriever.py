@@ -1,7 +1,8 @@
 """The preference retriever: learnable proxy queries over a causal user memory.
 
 Memory of a user at position ``t`` = [preference vector; knowledge vectors
-of the items at positions ``0..t``]. ``K`` proxy queries cross-attend over
+of the items at positions ``0..t``] (plus their image vectors with images as
+a second modality). ``K`` proxy queries cross-attend over
 it; the retriever score of item ``i`` is
 ``max_k cos(proxy_k, item_i) / temperature``.
 """
@@ -9,6 +10,7 @@ it; the retriever score of item ``i`` is
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,23 +50,38 @@ class PreferenceRetriever(nn.Module):
         from_id = self.id_adapter(id_embeddings)  # [N, H]
         return torch.where(item_text_mask[:, None], from_text, from_id)
 
-    def proxy_states(self, user_vec: torch.Tensor, user_valid: torch.Tensor, history: torch.Tensor,
-                     history_len: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def memory(user_vec: torch.Tensor, user_valid: torch.Tensor,
+               histories: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+        """Memory slots [preference; each history block], their validity and history index.
+
+        user_vec ``[B, H]``, user_valid ``[B]``; each history block is
+        (representations ``[B, L, H]``, valid ``[B, L]``), e.g. knowledge
+        vectors, then image vectors. Returns memory ``[B, M, H]``, valid
+        ``[B, M]`` and slot_position ``[M]`` (-1 for the preference slot,
+        which every position sees).
+        """
+        length = histories[0][0].shape[1]
+        index = torch.arange(length, device=user_vec.device)
+        memory = torch.cat([user_vec[:, None], *(h for h, _ in histories)], dim=1)  # [B, M, H]
+        valid = torch.cat([user_valid[:, None], *(v for _, v in histories)], dim=1)  # [B, M]
+        slot_position = torch.cat([index[:1] - 1, *(index for _ in histories)])  # [M]
+        return memory, valid, slot_position
+
+    def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
+                     positions: torch.Tensor) -> torch.Tensor:
         """Proxy outputs for each query position.
 
-        user_vec ``[B, H]``, user_valid ``[B]``, history ``[B, L, H]``,
-        history_len ``[B]``, positions ``[B, T]`` (the last history index
-        each query may see). Returns ``[B, T, K, H]``.
+        memory ``[B, M, H]``, valid ``[B, M]``, slot_position ``[M]`` (see
+        :meth:`memory`), positions ``[B, T]`` (the last history index each
+        query may see). Returns ``[B, T, K, H]``.
         """
-        batch, length, hidden = history.shape
-        memory = torch.cat([user_vec[:, None], history], dim=1)  # [B, M=1+L, H]
-        slot = torch.arange(length + 1, device=history.device)  # [M]
-        valid = torch.cat([user_valid[:, None], slot[None, 1:] <= history_len[:, None]], dim=1)  # [B, M]
-        causal = (slot[None, None, :] == 0) | (slot[None, None, :] - 1 <= positions[:, :, None])  # [B, T, M]
+        batch, slots, _ = memory.shape
+        causal = slot_position[None, None, :] <= positions[:, :, None]  # [B, T, M]
         mask = causal & valid[:, None, :]  # [B, T, M]
 
-        k = self.key(memory).view(batch, length + 1, self.n_heads, self.head_dim)  # [B, M, nh, d]
-        v = self.value(memory).view(batch, length + 1, self.n_heads, self.head_dim)  # [B, M, nh, d]
+        k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)  # [B, M, nh, d]
+        v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)  # [B, M, nh, d]
         q = self.query(self.proxies).view(-1, self.n_heads, self.head_dim)  # [K, nh, d]
         logits = torch.einsum("knd,bmnd->bnkm", q, k) / math.sqrt(self.head_dim)  # [B, nh, K, M]
         logits = logits[:, None].masked_fill(~mask[:, :, None, None, :], float("-inf"))  # [B, T, nh, K, M]

@@ -7,10 +7,14 @@ user is a fusion (``fusion`` in the config) of
 - the sequence score ``h_t . e_i`` (SASRec), and
 - the retriever score ``max_k cos(proxy_k, item_i) / temperature``.
 
-Loss: cross-entropy over the catalogue on the fused score(s) plus
-``retriever_weight`` x InfoNCE of the retriever against the target item
-(over the whole catalogue). With ``retriever_weight: 0`` and
-``fusion: none`` the model trains and scores exactly as SASRec.
+Loss: cross-entropy over the catalogue on the fused score(s) plus the
+auxiliary terms of ``losses.LOSS_TERMS`` switched on in the config
+(``retriever_weight`` x InfoNCE of the retriever against the target item;
+with images also text-image InfoNCE and modality consistency; proxy
+diversity), by fixed weights or learned uncertainty. With
+``retriever_weight: 0`` and ``fusion: none`` the model trains and scores
+exactly as SASRec. ``modalities`` picks the item modalities the retriever
+sees (``modality.py``); ``text`` is the text model.
 """
 
 from __future__ import annotations
@@ -22,10 +26,13 @@ import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from ur4rec_recbole.data.dataset import TRAIN_FROM
+from ur4rec_recbole.features.modalities import parse_modalities
 from ur4rec_recbole.model.fusion import FUSIONS
+from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
+from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
 from ur4rec_recbole.model.retriever import PreferenceRetriever
 
-PARAMETER_GROUPS = ("backbone", "retriever", "fusion")
+PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
 
 
 class UR4Rec(SASRec):
@@ -58,6 +65,11 @@ class UR4Rec(SASRec):
         self.retriever.apply(self._init_weights)
         self.fusions.apply(self._init_weights)
         torch.nn.init.normal_(self.retriever.proxies, std=self.initializer_range)
+        self._init_images(config, features)  # after the text model's layers, so its initialisation is unchanged
+        self.loss_terms = applicable_terms(self.modalities)
+        self.term_weights = {n: float(config[LOSS_TERMS[n].weight_key]) for n in self.loss_terms}
+        self.contrastive_temperature = float(config["contrastive_temperature"])
+        self.uncertainty = UncertaintyWeighting(self.loss_terms) if config["uncertainty_weighting"] else None
 
         # what a stage may change; saved in checkpoints through other_parameter()
         self.other_parameter_name = ["fusion_name", "retriever_weight"]
@@ -65,10 +77,30 @@ class UR4Rec(SASRec):
         self.fusion_name: str = self.configured["fusion"]
         self.retriever_weight: float = self.configured["retriever_weight"]
 
+    def _init_images(self, config, features) -> None:
+        """Image adapter and modality fusion, when ``modalities`` includes ``image``."""
+        self.modalities = parse_modalities(config["modalities"])
+        self.image_modules = torch.nn.ModuleDict()
+        if "image" not in self.modalities:
+            return
+        if features.item_image is None:
+            raise ValueError("modalities include 'image' but the dataset has no item image vectors")
+        self.register_buffer("item_image", features.item_image)  # [N, D_img]
+        self.register_buffer("item_image_mask", features.item_image_mask)  # [N]
+        self.image_modules["adapter"] = ImageAdapter(features.item_image.shape[1], self.hidden_size)
+        if len(self.modalities) > 1:
+            name = config["modality_fusion"]
+            if name not in MODALITY_FUSIONS:
+                raise ValueError(f"modality_fusion {name!r} unknown; choose from {sorted(MODALITY_FUSIONS)}")
+            self.image_modules["fusion"] = MODALITY_FUSIONS[name](self.hidden_size)
+        self.image_modules.apply(self._init_weights)
+
     # -- stages -------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[torch.nn.Parameter]]:
         """Trainable parameters by group, for staged training."""
-        groups = {"retriever": list(self.retriever.parameters()), "fusion": list(self.fusions.parameters())}
+        groups = {"retriever": [*self.retriever.parameters(), *self.image_modules.parameters()],
+                  "fusion": list(self.fusions.parameters()),
+                  "losses": list(self.uncertainty.parameters()) if self.uncertainty is not None else []}
         taken = {id(p) for ps in groups.values() for p in ps}
         groups["backbone"] = [p for p in self.parameters() if id(p) not in taken]
         return groups
@@ -102,18 +134,47 @@ class UR4Rec(SASRec):
         mask = self.get_attention_mask(item_seq)  # causal + padding
         return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]  # [B, L, H]
 
-    def _needs_retriever(self) -> bool:
-        return self.fusion.uses_retriever or (self.training and self.retriever_weight > 0)
+    def active_terms(self) -> dict[str, float]:
+        """Auxiliary losses switched on now, with their fixed weights (a stage may change the retrieval one)."""
+        weights = {**self.term_weights, "retrieval": self.retriever_weight}
+        return {name: w for name, w in weights.items() if name in self.term_weights and w > 0}
 
-    def _proxies(self, interaction, item_seq, item_seq_len, positions) -> tuple[torch.Tensor, torch.Tensor]:
-        """Proxy states ``[B, T, K, H]`` at ``positions`` and all item representations ``[N, H]``."""
-        items = self.retriever.item_representations(self.item_text, self.item_text_mask, self.item_embedding.weight)
+    def item_views(self) -> ItemViews:
+        """Each modality's representation of every item. ``[N, H]``"""
+        ids = self.item_embedding.weight
+        text = text_mask = image = image_mask = None
+        if "text" in self.modalities:
+            text = self.retriever.item_representations(self.item_text, self.item_text_mask, ids)
+            text_mask = self.item_text_mask
+        if "image" in self.modalities:
+            image, image_mask = self.image_modules["adapter"](self.item_image), self.item_image_mask
+        single = text  # one modality: its representation; two: None (the modality fusion scores)
+        if image is not None and text is not None:
+            single = None
+        elif image is not None:  # image alone falls back to the ID representation, as text does
+            single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
+        return ItemViews(text, text_mask, image, image_mask, single)
+
+    def _proxies(self, interaction, item_seq, item_seq_len, positions) -> tuple[torch.Tensor, ItemViews]:
+        """Proxy states ``[B, T, K, H]`` at ``positions`` and the item views."""
+        views = self.item_views()
+        in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
+        if views.single is not None:
+            blocks = [(views.single[item_seq], in_history)]
+        else:  # text slots, then image slots; items without an image are masked out of the memory
+            has_image = in_history & views.image_mask[item_seq]  # [B, L]
+            blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
         user = interaction[self.USER_ID]  # [B]
         user_vec = self.retriever.user_adapter(self.user_text[user])  # [B, H]
-        proxies = self.retriever.proxy_states(
-            user_vec, self.user_text_mask[user], items[item_seq], item_seq_len, positions
-        )
-        return proxies, items
+        memory = self.retriever.memory(user_vec, self.user_text_mask[user], blocks)
+        return self.retriever.proxy_states(*memory, positions), views
+
+    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
+        """Retriever score of every item for each query's proxies ``[P, K, H]``. ``[P, N]``"""
+        if views.single is not None:
+            return self.retriever.score(proxies, views.single)
+        fused = self.image_modules["fusion"].score(proxies, views.text, views.image, views.image_mask)
+        return fused / self.retriever.temperature
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
@@ -121,8 +182,8 @@ class UR4Rec(SASRec):
         seq_scores = state @ self.item_embedding.weight.T  # [B, N]
         ret_scores = None
         if self.fusion.uses_retriever:
-            proxies, items = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None])
-            ret_scores = self.retriever.score(proxies[:, 0], items)  # [B, N]
+            proxies, views = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None])
+            ret_scores = self.retriever_scores(proxies[:, 0], views)  # [B, N]
         return self.fusion.rank_scores(seq_scores, ret_scores, state)
 
     def predict(self, interaction) -> torch.Tensor:
@@ -153,10 +214,22 @@ class UR4Rec(SASRec):
         seq_logits = state @ self.item_embedding.weight.T  # [P, N]
 
         ret_logits = None
-        if self._needs_retriever():
-            proxies, items = self._proxies(interaction, item_seq, item_seq_len, positions)  # [B, T, K, H]
-            ret_logits = self.retriever.score(proxies[valid], items)  # [P, N]
+        terms = self.active_terms()
+        if self.fusion.uses_retriever or terms:
+            proxies, views = self._proxies(interaction, item_seq, item_seq_len, positions)  # [B, T, K, H]
+            proxies = proxies[valid]  # [P, K, H]
+            ret_logits = self.retriever_scores(proxies, views)  # [P, N]
         loss = sum(F.cross_entropy(logits, targets) for logits in self.fusion.train_logits(seq_logits, ret_logits, state))
-        if self.retriever_weight > 0:
-            loss = loss + self.retriever_weight * F.cross_entropy(ret_logits, targets)
+        if terms:
+            losses = self.auxiliary_losses(LossInputs(
+                targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature), terms)
+            if self.uncertainty is not None:
+                loss = loss + self.uncertainty(losses)
+            else:
+                for name, value in losses.items():
+                    loss = loss + terms[name] * value
         return loss
+
+    def auxiliary_losses(self, inputs: LossInputs, names) -> dict[str, torch.Tensor]:
+        """Each named auxiliary loss, unweighted."""
+        return {name: LOSS_TERMS[name].compute(inputs) for name in names}

@@ -1,0 +1,127 @@
+"""Item-image benchmarks on ml-100k: synthetic posters, extraction speed, epoch time by modality.
+
+    python benchmarks/images.py posters                 # dataset/ml-100k/images/<item>.jpg
+    python benchmarks/images.py extract --image_model=ViT-B-32
+    python benchmarks/images.py table benchmarks/results/images-*.json benchmarks/results/UR4Rec-*-1epoch-*.json
+
+ml-100k has no images, so ``posters`` draws one 200x300 JPEG per movie: a
+background in the colour of its first genre, a shape, and its title. Extraction
+costs the same with or without trained weights (same network), so ``extract``
+times an untrained model (``image_pretrained: none``). Epoch times come from
+``run_ur4rec.py --results`` files (see the README for the commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from ur4rec_recbole.cli import split_overrides
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BOX = (40, 60, 160, 180)
+SHAPES = (  # drawn in white, chosen by item id
+    lambda draw: draw.ellipse(BOX, fill="white"),
+    lambda draw: draw.rectangle(BOX, fill="white"),
+    lambda draw: draw.polygon([(100, 60), (160, 180), (40, 180)], fill="white"),
+)
+
+
+def draw_posters(data_path: Path, dataset: str) -> int:
+    """One poster per item of ``<dataset>.item``, colour by first genre; returns how many."""
+    from PIL import Image, ImageDraw
+
+    items = pd.read_csv(data_path / f"{dataset}.item", sep="\t", dtype=str, keep_default_na=False)
+    items.columns = [c.split(":")[0] for c in items.columns]
+    genres = sorted({g for value in items["class"] for g in value.split()})
+    folder, tmp = data_path / "images", data_path / ".images.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for _, row in tqdm(items.iterrows(), total=len(items), desc="posters", unit="img"):
+        first = (row["class"].split() or [genres[0]])[0]
+        rgb = colorsys.hsv_to_rgb(genres.index(first) / len(genres), 0.7, 0.9)
+        image = Image.new("RGB", (200, 300), tuple(int(255 * c) for c in rgb))
+        draw = ImageDraw.Draw(image)
+        SHAPES[int(row["item_id"]) % len(SHAPES)](draw)
+        draw.text((10, 220), row["movie_title"][:28], fill=(0, 0, 0))
+        draw.text((10, 240), row["release_year"], fill=(0, 0, 0))
+        image.save(tmp / f"{row['item_id']}.jpg", quality=90)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)  # never a half-written images/ folder
+    return len(items)
+
+
+def config_for(dataset: str, overrides: dict):
+    from ur4rec_recbole.config import Config
+    from ur4rec_recbole.utils import ensure_atomic_files
+
+    config = Config("UR4Rec", dataset, cmd_overrides=overrides)
+    ensure_atomic_files(config)
+    return config
+
+
+def extract(dataset: str, overrides: dict) -> dict:
+    """Encode every poster from scratch (cache removed) and record images per second."""
+    from ur4rec_recbole.features.images import encode_item_images, image_vector_path
+    from ur4rec_recbole.quick_start import machine, write_json
+
+    config = config_for(dataset, overrides)
+    image_vector_path(config).unlink(missing_ok=True)  # time the extraction, not the cache
+    report = encode_item_images(config).as_json()
+    result = {
+        "dataset": dataset, "image_model": config["image_model"], "image_pretrained": str(config["image_pretrained"]),
+        "image_size": config["image_size"], "image_batch_size": config["image_batch_size"],
+        "device": config["image_device"] or ("cuda" if machine()["cuda"] else "cpu"),
+        "images": report["encoded"], "seconds": report["seconds"], "images_per_second": report["images_per_second"],
+        "machine": machine(), "command": "python benchmarks/images.py extract " + " ".join(sys.argv[2:]),
+    }
+    write_json(RESULTS / f"images-{dataset}-{config['image_model']}-{result['device']}.json", result)
+    return result
+
+
+def table(paths: list[Path]) -> str:
+    """Markdown tables: extraction speed, and seconds per training epoch by modality."""
+    extraction = ["| image model | device | images | batch | images/s | machine |", "|---|---|---|---|---|---|"]
+    epochs = ["| modalities | modality_fusion | train s/epoch | valid NDCG@10 after 1 epoch | machine |",
+              "|---|---|---|---|---|"]
+    for path in paths:
+        result = json.loads(path.read_text())
+        where = result["machine"]
+        cpu = f"{where['cpu_count']} cores, {where['torch_threads']} torch threads" + (
+            f", {where['cuda']}" if where["cuda"] else "")
+        if "images_per_second" in result:
+            extraction.append(f"| {result['image_model']} | {result['device']} | {result['images']} | "
+                              f"{result['image_batch_size']} | {result['images_per_second']:.1f} | {cpu} |")
+        else:
+            config = result["config"]
+            fusion = config["modality_fusion"] if "," in str(config["modalities"]) else "-"
+            epochs.append(f"| {config['modalities']} | {fusion} | {result['seconds_per_epoch']:.1f} | "
+                          f"{result['best_valid_result']['ndcg@10']:.4f} | {cpu} |")
+    return "\n".join(extraction) + "\n\n" + "\n".join(epochs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", choices=("posters", "extract", "table"))
+    parser.add_argument("paths", nargs="*", type=Path, help="results files (table)")
+    parser.add_argument("--dataset", default="ml-100k")
+    args, extra = parser.parse_known_args()
+    overrides = split_overrides(extra)
+    if args.task == "posters":
+        config = config_for(args.dataset, overrides)
+        print(f"{draw_posters(Path(config['data_path']), args.dataset)} posters in {config['data_path']}/images")
+    elif args.task == "extract":
+        print(json.dumps(extract(args.dataset, overrides), indent=2))
+    else:
+        print(table(args.paths))
+
+
+if __name__ == "__main__":
+    main()
