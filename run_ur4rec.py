@@ -3,6 +3,8 @@
     python run_ur4rec.py --dataset ml-100k
     python run_ur4rec.py --dataset ml-100k --model SASRec
     python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
+    python run_ur4rec.py --dataset ml-100k --compare SASRec,UR4Rec,UR4Rec[retriever_weight=0] --seeds 3
+    python run_ur4rec.py --dataset ml-100k --hyper properties/hyper/ur4rec.hyper --tool ray --max-evals 20
 
 Any RecBole setting can be given as ``--key=value`` (values are parsed as
 RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
@@ -17,21 +19,27 @@ from time import time
 _START = time()
 
 from ur4rec_recbole.cli import split_overrides  # noqa: E402  (light import; timing starts first)
+from ur4rec_recbole.modes import add_arguments, dispatch  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # --seed=N is a RecBole setting, not --seeds
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (a folder of atomic files)")
     parser.add_argument("--model", "-m", default="UR4Rec", help="UR4Rec or any RecBole model name, e.g. SASRec")
     parser.add_argument("--config_files", nargs="+", default=None, help="yaml files, later ones win")
     parser.add_argument("--results", default=None, help="write the results as JSON to this path")
     parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
+    add_arguments(parser)  # --compare, --hyper, --nproc ...
     args, extra = parser.parse_known_args(argv)
     return args, split_overrides(extra)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    other = dispatch(args, overrides)
+    if other is not None:
+        return other
     from ur4rec_recbole.quick_start import run, summary_table
 
     results = run(
