@@ -137,3 +137,16 @@ def test_split_does_not_depend_on_seed_or_model(tiny):
     for other in tests[1:]:
         for field in ("user_id", "item_id", "item_id_list", "item_length"):
             assert torch.equal(tests[0]._dataset.inter_feat[field], other._dataset.inter_feat[field])
+
+
+@pytest.mark.parametrize("model", ["Pop", "SASRec"])
+def test_per_user_ndcg_matches_recbole_in_sampled_evaluation(tiny, model):
+    from ur4rec_recbole.quick_start import run
+
+    _, overrides = tiny
+    mode = "{'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'uni100'}"
+    results = run(model, "tiny", cmd_overrides={**overrides, "eval_args": mode, "metric_decimal_place": 8},
+                  per_user=True)
+    per_user = results["per_user_test"]
+    assert len(set(per_user["user_id"])) == len(per_user["user_id"]) == 24
+    assert np.mean(per_user["ndcg@10"]) == pytest.approx(results["test_result"]["ndcg@10"], abs=1e-6)

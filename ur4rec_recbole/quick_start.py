@@ -15,7 +15,7 @@ import torch
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
-from ur4rec_recbole.benchmark.per_user import per_user_ndcg
+from ur4rec_recbole.benchmark.per_user import per_user_ndcg, random_state, set_random_state
 from ur4rec_recbole.config import Config
 from ur4rec_recbole.trainer import plain_config, plain_value
 from ur4rec_recbole.utils import create_dataset, get_model, get_trainer
@@ -67,6 +67,7 @@ def run(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
     )
     train_seconds = time() - fit_start
+    before_test = random_state()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     epochs = trainer.epoch_history
@@ -88,6 +89,7 @@ def run(
         "config": plain_config(config),
     }
     if per_user:
+        set_random_state(before_test)  # sampled evaluation then draws the same candidates again
         results["per_user_test"] = per_user_ndcg(trainer, test_data)
     logger.info(set_color("best valid ", "yellow") + f": {results['best_valid_result']}")
     logger.info(set_color("test result", "yellow") + f": {results['test_result']}")

@@ -192,6 +192,7 @@ def plot(bench: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     valid = bench["valid_metric"] or PAIRED_METRIC
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -212,11 +213,13 @@ def plot(bench: dict, path: Path) -> None:
         if mean_curve:
             curves.plot(range(n_epochs), mean_curve, color=color, marker="o", ms=3, label=entry["label"])
     colors = [f"C{i}" for i in range(len(labels))]
-    bars.bar(range(len(labels)), means, yerr=stds, capsize=4, color=colors)
+    drawn = bars.bar(range(len(labels)), means, yerr=stds, capsize=4, color=colors)
+    bars.bar_label(drawn, fmt="%.4f", label_type="center", color="white", fontsize=8)
     bars.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
     bars.set_ylabel(f"test {pretty(PAIRED_METRIC)} (mean ± std over seeds)")
     bars.set_title("Test")
     curves.set_xlabel("epoch")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     curves.set_ylabel(f"validation {pretty(valid)}")
     curves.set_title("Learning curves (thin: one seed; bold: mean)")
     if curves.lines:

@@ -24,6 +24,7 @@ from ur4rec_recbole.hyper.search import base_config, check_overlap
 from ur4rec_recbole.hyper.space import Param, tune_space
 from ur4rec_recbole.hyper.trials import trial_record, write_outputs
 from ur4rec_recbole.trainer import plain_config
+from ur4rec_recbole.utils import create_dataset
 
 ALGORITHMS = ("random", "exhaustive")
 SCORE = "valid_score"
@@ -112,6 +113,8 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
     config_files = [os.path.abspath(f) for f in config_files or []]
     base = base_config(model, dataset, config_files, cmd_overrides)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
+    # atomic files, texts and vectors are made here once, so parallel trials only read them
+    create_dataset(base)
 
     started = not ray.is_initialized()
     if started:
