@@ -89,15 +89,18 @@ def write_outputs(output: Path, *, tool: str, model: str, dataset: str, valid_me
     """
     output.mkdir(parents=True, exist_ok=True)
     ordered = sort_trials(trials, bigger)
-    best = choose_best(trials, bigger)
+    finished = any(t["status"] == "ok" for t in trials)
+    best = choose_best(trials, bigger) if finished else None
     summary = {
         "tool": tool, "model": model, "dataset": dataset, "valid_metric": valid_metric,
-        "valid_metric_bigger": bigger, "chosen_trial": best["trial"],
+        "valid_metric_bigger": bigger, "chosen_trial": best and best["trial"],
         "chosen_by": f"best validation {valid_metric} among finished trials; test metrics are only reported",
         "trials": ordered,
     }
     write_json(output / "trials.json", summary)
     _write_text(output / "trials.md", _markdown(summary))
+    if best is None:
+        raise RuntimeError(f"no trial finished: see the errors in {output / 'trials.json'}")
     files = " ".join([*(config_files or []), str(output / "best.yaml")])
     header = (f"# Best of {len(trials)} {tool} trials (trial {best['trial']}), chosen on validation {valid_metric} "
               f"= {best['best_valid_score']:.4f}; test {REPORTED_TEST} = "
@@ -116,7 +119,8 @@ def _markdown(summary: Mapping) -> str:
     lines = [
         f"# {summary['tool']} search: {summary['model']} on {summary['dataset']}",
         "",
-        f"Sorted by validation {valid}; trial {summary['chosen_trial']} (**bold**) is chosen, on validation only.",
+        f"Sorted by validation {valid}; trial {summary['chosen_trial']} (**bold**) is chosen, on validation only."
+        if summary["chosen_trial"] is not None else "No trial finished.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
