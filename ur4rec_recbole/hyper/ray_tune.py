@@ -113,8 +113,10 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
     config_files = [os.path.abspath(f) for f in config_files or []]
     base = base_config(model, dataset, config_files, cmd_overrides)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
-    # atomic files, texts and vectors are made here once, so parallel trials only read them
-    create_dataset(base)
+    if not {p.name for p in params} & {"data_path", "data_root"}:
+        # atomic files, texts and vectors are made here once, so parallel trials only read them
+        # (a search over text or encoder settings still writes them in the trials: --max-concurrent 1)
+        create_dataset(base)
 
     started = not ray.is_initialized()
     if started:
@@ -136,8 +138,7 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
             param_space=tune_space(list(params), grid=exhaustive),
             tune_config=tune.TuneConfig(
                 metric=SCORE, mode="max" if bigger else "min", num_samples=1 if exhaustive else max_evals,
-                max_concurrent_trials=max_concurrent,
-                search_alg=BasicVariantGenerator(random_state=seed),
+                search_alg=BasicVariantGenerator(max_concurrent=max_concurrent or 0, random_state=seed),
                 # max_t past the last epoch: ASHA would otherwise end a trial at its last
                 # validation, before the final report with the test result
                 scheduler=ASHAScheduler(time_attr="epoch", max_t=int(base["epochs"]) + 1,
