@@ -107,7 +107,7 @@ def write_outputs(output: Path, *, tool: str, model: str, dataset: str, valid_me
               f"{best['test_result'].get(REPORTED_TEST, float('nan')):.4f} (reported, not used to choose).\n"
               f"# python run_ur4rec.py --dataset {dataset} --model {model} --config_files {files}\n")
     values = {**_fixed_settings(cmd_overrides, fixed_config), **best["params"]}
-    _write_text(output / "best.yaml", header + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+    _write_text(output / "best.yaml", header + yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
     return summary
 
 
