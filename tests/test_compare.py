@@ -157,3 +157,13 @@ def test_multi_gpu_flags_need_cuda_gpus(tiny):
     _, overrides = tiny
     with pytest.raises(RuntimeError, match="--nproc 2 needs 2 CUDA GPUs \\(RecBole's DDP uses NCCL\\)"):
         run_ur4rec.main(["--dataset", "tiny", "--nproc", "2", *cli(overrides)])
+
+
+def test_topk_from_a_config_file_is_kept(tiny, tmp_path):
+    _, overrides = tiny
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("topk: [5, 10]\n")
+    bench = run_ur4rec.main(["--dataset", "tiny", "--compare", "Pop", "--output", str(tmp_path / "bench"),
+                             "--config_files", str(settings), *cli(overrides)])
+    assert set(bench["models"][0]["runs"][0]["test_result"]) == {f"{m}@{k}" for m in ("recall", "mrr", "ndcg", "hit")
+                                                                 for k in (5, 10)}

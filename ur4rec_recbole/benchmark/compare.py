@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import yaml
 from tqdm import tqdm
 
 from ur4rec_recbole.benchmark.report import write_report
@@ -59,12 +60,19 @@ def reset_logging() -> None:
         handler.close()
 
 
+def _in_files(key: str, config_file_list: Sequence[str] | None) -> bool:
+    """Whether any of the user's yaml files sets ``key``."""
+    return any(key in (yaml.safe_load(Path(f).read_text()) or {}) for f in config_file_list or [])
+
+
 def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
             config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str]) -> dict:
     """Train and test one (model, seed); return its record (``status`` ok or failed)."""
     record = {"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides), "seed": seed}
-    overrides = {"topk": REPORTED_TOPK, **cmd_overrides, **spec.overrides, "seed": str(seed),
+    overrides = {**cmd_overrides, **spec.overrides, "seed": str(seed),
                  "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
+    if "topk" not in overrides and not _in_files("topk", config_file_list):
+        overrides["topk"] = REPORTED_TOPK
     reset_logging()
     try:
         results = run(model=spec.model, dataset=dataset, config_file_list=config_file_list,
