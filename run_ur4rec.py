@@ -5,6 +5,8 @@
     python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
     python run_ur4rec.py --dataset ml-100k --generate openai --llm-model gpt-4o-mini   # LLM texts first
     python run_ur4rec.py --dataset mydata --modalities text,image
+    python run_ur4rec.py --dataset ml-100k --compare SASRec,UR4Rec,UR4Rec[retriever_weight=0] --seeds 3
+    python run_ur4rec.py --dataset ml-100k --hyper properties/hyper/ur4rec.hyper --tool ray --max-evals 20
 
 Any RecBole setting can be given as ``--key=value`` (values are parsed as
 RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
@@ -20,10 +22,12 @@ _START = time()
 
 from ur4rec_recbole.cli import quiet_library_warnings, split_overrides  # noqa: E402  (light imports; timing starts first)
 from ur4rec_recbole.generate import add_generation_arguments, options_from_args, run_generation  # noqa: E402
+from ur4rec_recbole.modes import add_arguments, dispatch  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # --seed=N is a RecBole setting, not --seeds
     parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (a folder of atomic files)")
     parser.add_argument("--model", "-m", default="UR4Rec", help="UR4Rec or any RecBole model name, e.g. SASRec")
     parser.add_argument("--config_files", nargs="+", default=None, help="yaml files, later ones win")
@@ -33,6 +37,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
                         help="first write LLM texts with this backend (openai or transformers), then train on them")
     parser.add_argument("--modalities", default=None, help="item modalities of UR4Rec: text, image or text,image")
     add_generation_arguments(parser)
+    add_arguments(parser)  # --compare, --hyper, --nproc ...
     args, extra = parser.parse_known_args(argv)
     overrides = split_overrides(extra)
     if args.modalities is not None:  # the same as the setting --modalities=...
@@ -43,15 +48,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
 def main(argv: list[str] | None = None) -> dict:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     quiet_library_warnings()
-    from ur4rec_recbole.quick_start import run, summary_table
-
-    if args.generate is not None:
+    if args.generate is not None:  # texts first: every mode below (one run, --compare, --hyper) uses them
         options = options_from_args(args, args.generate)
         if overrides.get("text_source", options.text_source) != options.text_source:
             raise SystemExit(f"--generate writes text_source '{options.text_source}' but "
                              f"--text_source={overrides['text_source']} was given")
         run_generation(args.dataset, options, overrides)
         overrides["text_source"] = options.text_source
+    other = dispatch(args, overrides)  # --compare, --hyper, --nproc > 1
+    if other is not None:
+        return other
+
+    from ur4rec_recbole.quick_start import run, summary_table
 
     results = run(
         model=args.model,

@@ -9,12 +9,13 @@ import sys
 from logging import getLogger
 from pathlib import Path
 from time import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
+from ur4rec_recbole.benchmark.per_user import per_user_ndcg, random_state, set_random_state
 from ur4rec_recbole.config import Config
 from ur4rec_recbole.trainer import plain_config, plain_value
 from ur4rec_recbole.utils import create_dataset, get_model, get_trainer
@@ -31,10 +32,15 @@ def run(
     results_path: str | os.PathLike | None = None,
     saved: bool = True,
     resume: str | os.PathLike | None = None,
+    callback_fn: Callable[[int, float], None] | None = None,
+    per_user: bool = False,
 ) -> dict:
     """Train ``model`` on ``dataset`` with RecBole's split and evaluator; return the results.
 
     ``resume`` continues from a checkpoint written by an earlier run.
+    ``callback_fn(epoch_idx, valid_score)`` is RecBole's per-validation hook
+    (Ray Tune reports through it); ``per_user`` adds each test user's NDCG@10
+    (``per_user_test``) for paired tests between models.
     The returned dict is what ``--results`` writes as JSON.
     """
     start = time()
@@ -58,9 +64,10 @@ def run(
 
     fit_start = time()
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
     )
     train_seconds = time() - fit_start
+    before_test = random_state()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
     epochs = trainer.epoch_history
@@ -81,6 +88,9 @@ def run(
         "epoch_history": epochs,
         "config": plain_config(config),
     }
+    if per_user:
+        set_random_state(before_test)  # sampled evaluation then draws the same candidates again
+        results["per_user_test"] = per_user_ndcg(trainer, test_data)
     logger.info(set_color("best valid ", "yellow") + f": {results['best_valid_result']}")
     logger.info(set_color("test result", "yellow") + f": {results['test_result']}")
     if results_path is not None:
