@@ -47,6 +47,16 @@ def write_tiny_dataset(root: Path, name: str = "tiny", seed: int = 0, n_users: i
     return root
 
 
+def replace_rows(user: int, positions, item: int):
+    """An ``edit`` for :func:`write_tiny_dataset`: ``user``'s rows at ``positions`` watch ``item`` instead."""
+    def edit(u, rows):
+        if u == user:
+            for p in positions:
+                rows[p][0] = item
+        return rows
+    return edit
+
+
 def tiny_overrides(root: Path, tmp: Path, name: str = "tiny", **extra) -> dict:
     """Config for a fast run on the tiny dataset (strings, as on a command line)."""
     settings = {

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import build_data, tiny_overrides, write_tiny_dataset
+from conftest import build_data, replace_rows, tiny_overrides, write_tiny_dataset
 
 from ur4rec_recbole.config import PROJECT_ROOT
 from ur4rec_recbole.generate import EXIT_FATAL, EXIT_STOPPED, generate_texts, main
@@ -208,15 +208,6 @@ def user_prompt_hash(tmp_path, tag, edit=None) -> str:
     with LoopbackLLM() as server:
         generate_texts("tiny", options(server, concurrency=16), tiny_overrides(root, tmp_path / tag))
     return texts(root, "user_pref")["u3"].extra["prompt_sha256"]
-
-
-def replace_rows(user, positions, item):
-    def edit(u, rows):
-        if u == user:
-            for p in positions:
-                rows[p][0] = item
-        return rows
-    return edit
 
 
 def test_prompts_see_only_the_training_portion(tmp_path):

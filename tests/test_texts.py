@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import build_data, tiny_overrides, write_tiny_dataset
+from conftest import build_data, replace_rows, tiny_overrides, write_tiny_dataset
 
 from ur4rec_recbole.texts.records import TextRecord, read_records, write_records
 from ur4rec_recbole.texts.template import TEMPLATE_VERSION, TemplateBackend
@@ -15,15 +15,6 @@ def user_texts(tmp_path, tag, edit=None):
     root = write_tiny_dataset(tmp_path / tag, edit=edit)
     build_data(tiny_overrides(root, tmp_path / tag))
     return read_records(root / "tiny" / "tiny.user_pref.template.jsonl")
-
-
-def replace_rows(user, positions, item):
-    def edit(u, rows):
-        if u == user:
-            for p in positions:
-                rows[p][0] = item
-        return rows
-    return edit
 
 
 def test_preference_ignores_validation_and_test_items(tmp_path):
