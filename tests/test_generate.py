@@ -93,7 +93,8 @@ def test_failed_answers_fall_back_to_template_and_are_counted(tiny):
     assert summary.calls == 2 * N_PROMPTS  # one retry each
     assert summary.failure_reasons == {"refusal-like answer": N_PROMPTS}
     items = texts(root, "item_know")
-    assert all(r.backend == "template" and r.extra["failure"] == "refusal-like answer" for r in items.values())
+    assert all(r.backend == "template" and r.extra["failure"] == "refusal-like answer" and r.extra["attempts"] == 2
+               for r in items.values())
     assert items["i1"].text.startswith("title: Movie number 1.")
 
 

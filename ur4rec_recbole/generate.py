@@ -108,9 +108,10 @@ def generate_texts(dataset_name: str, options: GenerationOptions,
     if summary.stopped:
         return summary
 
-    templates = {
-        ITEM_KIND: {r.token: r for r in fallback.item_texts(items)},
-        USER_KIND: {r.token: r for r in fallback.user_texts(histories, items)},
+    failed = {kind: [t for k, t in runner.failures if k == kind] for kind in (ITEM_KIND, USER_KIND)}
+    templates = {  # template texts only for what the LLM failed on
+        ITEM_KIND: {r.token: r for r in fallback.item_texts({t: items[t] for t in failed[ITEM_KIND]})},
+        USER_KIND: {r.token: r for r in fallback.user_texts({t: histories[t] for t in failed[USER_KIND]}, items)},
     }
     written: dict[str, list[TextRecord]] = {ITEM_KIND: [], USER_KIND: []}
     for prompt in prompts:
@@ -121,8 +122,9 @@ def generate_texts(dataset_name: str, options: GenerationOptions,
                                                    prompt.version, provenance))
         elif prompt.token in templates[prompt.kind]:
             base = templates[prompt.kind][prompt.token]
+            reason, attempts = runner.failures[key]
             written[prompt.kind].append(TextRecord(prompt.token, base.text, base.backend, base.version, {
-                **provenance, "fallback_for": completer.name, "failure": runner.failures.get(key, "")}))
+                **provenance, "fallback_for": completer.name, "failure": reason, "attempts": attempts}))
             summary.fallbacks += 1
     for kind, records in written.items():
         path = text_path(data_path, config["dataset"], kind, options.text_source)

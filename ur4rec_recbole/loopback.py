@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable
 
@@ -44,7 +44,6 @@ class SeenRequest:
     model: str
     messages: list
     had_bearer_key: bool
-    authorization_sha256: str = field(repr=False, default="")
 
 
 class _Server(ThreadingHTTPServer):
@@ -87,10 +86,6 @@ class LoopbackLLM:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-    def calls_for(self, needle: str) -> int:
-        """How many requests had ``needle`` in their last message."""
-        return sum(needle in r.messages[-1]["content"] for r in self.requests)
 
     def _next_mode(self) -> str:
         with self._lock:
@@ -139,7 +134,6 @@ class LoopbackLLM:
                         server.requests.append(SeenRequest(
                             started, time.time(), mode, body.get("model", ""), body.get("messages", []),
                             auth.startswith("Bearer ") and len(auth) > 7,
-                            hashlib.sha256(auth.encode()).hexdigest(),
                         ))
 
             def _reply(self, mode: str, body: dict) -> None:

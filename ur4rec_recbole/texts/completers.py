@@ -126,23 +126,21 @@ class OpenAICompleter:
 
 
 class TransformersCompleter:
-    """A local causal LM run by ``transformers``, one prompt at a time in a worker thread."""
+    """A local causal LM run by ``transformers`` in a worker thread, so the event loop stays free."""
 
     name = "transformers"
-    concurrency = 1  # one model, one forward pass at a time
+    concurrency = 1  # one model, one forward pass at a time (the runner caps requests in flight by this)
 
     def __init__(self, model: str, device: str | None) -> None:
         from ur4rec_recbole.texts.local_lm import LocalLM
 
         self.model = model
         self._lm = LocalLM(model, device)
-        self._lock = asyncio.Lock()
 
     async def complete(self, prompt: Prompt, temperature: float) -> Completion:
-        async with self._lock:
-            text, n_prompt, n_new = await asyncio.to_thread(
-                self._lm.generate, prompt.as_openai(), prompt.max_tokens, temperature
-            )
+        text, n_prompt, n_new = await asyncio.to_thread(
+            self._lm.generate, prompt.as_openai(), prompt.max_tokens, temperature
+        )
         return Completion(text, n_prompt, n_new)
 
     async def aclose(self) -> None:

@@ -118,7 +118,7 @@ class PromptRunner:
         self.completer, self.cache, self.options = completer, cache, options
         self.summary = GenerationSummary()
         self.answers: dict[tuple[str, str], str] = {}  # (kind, token) -> text
-        self.failures: dict[tuple[str, str], str] = {}  # (kind, token) -> reason
+        self.failures: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, token) -> (reason, attempts)
         self._stop: str | None = None
         self._consecutive_failures = 0
         self._last_reason = ""
@@ -201,7 +201,7 @@ class PromptRunner:
                     if err.unreachable:
                         raise Fatal(f"{err.reason} (gave up after {transient} attempts); is the server "
                                     f"running and is --base-url right?") from None
-                    return self._failed(prompt, f"{err.reason} after {transient} attempts", transient + bad)
+                    return self._failed(prompt, err.reason, transient + bad)
                 await asyncio.sleep(self._backoff(transient, err.retry_after))
                 continue
             except Rejected as err:
@@ -224,8 +224,8 @@ class PromptRunner:
     def _failed(self, prompt: Prompt, reason: str, attempts: int) -> None:
         s = self.summary
         s.failed += 1
-        s.failure_reasons[reason.split(" after ")[0]] += 1
-        self.failures[(prompt.kind, prompt.token)] = reason
+        s.failure_reasons[reason] += 1
+        self.failures[(prompt.kind, prompt.token)] = (reason, attempts)
         self.cache.fail(self.key(prompt), reason, attempts)
         self._consecutive_failures += 1
         if self._consecutive_failures >= self.options.max_consecutive_failures:
