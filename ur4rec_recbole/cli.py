@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from pathlib import Path
+
 
 def split_overrides(extra: list[str]) -> dict[str, str]:
     """``['--a=1', '--b=x']`` -> ``{'a': '1', 'b': 'x'}``; anything else is an error.
@@ -25,3 +28,10 @@ def quiet_library_warnings() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"recbole\.")
+
+
+def dated_output(kind: str) -> Path:
+    """The default output folder of ``--compare``/``--hyper``: ``saved/<kind>-<date>-<time>/``."""
+    from ur4rec_recbole.config import PROJECT_ROOT  # imported here: it pulls in RecBole
+
+    return PROJECT_ROOT / "saved" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -7,8 +7,9 @@ each mode imports its module when chosen.
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from pathlib import Path
+
+from ur4rec_recbole.cli import dated_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,12 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ddp.add_argument("--group_offset", type=int, default=0, help="rank of this machine's first process")
 
 
-def _dated(kind: str) -> Path:
-    from ur4rec_recbole.config import PROJECT_ROOT
-
-    return PROJECT_ROOT / "saved" / f"{kind}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
 def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None:
     """Run the chosen mode and return its results; None when no mode flag is given."""
     if args.compare is not None:
@@ -54,7 +49,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         from ur4rec_recbole.benchmark.report import markdown
         from ur4rec_recbole.benchmark.spec import parse_specs
 
-        output = Path(args.output) if args.output else _dated("compare")
+        output = Path(args.output) if args.output else dated_output("compare")
         bench = compare(parse_specs(args.compare), args.dataset, seeds_for(args.seeds), output,
                         args.config_files, overrides)
         print(markdown(bench))
@@ -64,7 +59,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         from ur4rec_recbole.hyper.space import read_params
 
         params = read_params(args.hyper)
-        output = Path(args.output) if args.output else _dated("hyper")
+        output = Path(args.output) if args.output else dated_output("hyper")
         if args.tool == "ray":
             from ur4rec_recbole.hyper.ray_tune import search_ray
 

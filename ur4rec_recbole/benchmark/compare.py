@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import traceback
-from datetime import datetime
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from ur4rec_recbole.benchmark.report import write_report
 from ur4rec_recbole.benchmark.spec import RunSpec
-from ur4rec_recbole.config import PROJECT_ROOT
+from ur4rec_recbole.cli import dated_output
 from ur4rec_recbole.quick_start import run, write_json
 
 FIRST_SEED = 2020  # --seeds N runs seeds 2020 .. 2020 + N - 1
@@ -37,11 +36,6 @@ def seeds_for(n: int) -> list[int]:
     if n < 1:
         raise ValueError(f"--seeds must be at least 1, got {n}")
     return [FIRST_SEED + i for i in range(n)]
-
-
-def default_output() -> Path:
-    """A dated folder under ``saved/``."""
-    return PROJECT_ROOT / "saved" / f"compare-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def run_stem(label: str, seed: int) -> str:
@@ -87,7 +81,7 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
             config_file_list: Sequence[str] | None = None,
             cmd_overrides: Mapping[str, str] | None = None) -> dict:
     """Run (or reuse) every (spec, seed), then write benchmark.md/json/png; return benchmark.json's content."""
-    output = Path(output) if output is not None else default_output()
+    output = Path(output) if output is not None else dated_output("compare")
     cmd_overrides = dict(cmd_overrides or {})
     for where, keys in [("the command line", cmd_overrides)] + [(s.label, s.overrides) for s in specs]:
         if "seed" in keys:
