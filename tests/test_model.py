@@ -10,7 +10,7 @@ from recbole.utils import init_seed
 
 from ur4rec_recbole.model import UR4Rec
 from ur4rec_recbole.model.fusion import FUSIONS, ranks
-from ur4rec_recbole.trainer import UR4RecTrainer, parse_stages
+from ur4rec_recbole.training.trainer import UR4RecTrainer, parse_stages
 
 ABLATION = {"retriever_weight": "0", "fusion": "none"}
 

@@ -92,7 +92,7 @@ class UR4RecDataset(SequentialDataset):
         """RecBole's (train, valid, test) split and each user's training portion, without features.
 
         The one place the leakage rule lives: text generation (``python -m
-        ur4rec_recbole.generate``) and training both take their histories from here.
+        ur4rec_recbole.cli.generate``) and training both take their histories from here.
         """
         datasets = super().build()
         return datasets, self.training_portions(datasets[0])

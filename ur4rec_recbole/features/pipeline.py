@@ -18,7 +18,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from ur4rec_recbole.features.encode import encode_records
+from ur4rec_recbole.features.text_vectors import encode_records
 from ur4rec_recbole.features.images import encode_item_images, has_image_source, image_vector_path
 from ur4rec_recbole.features.modalities import parse_modalities
 from ur4rec_recbole.features.table import align_vectors, atomic_tokens, load_vector_table

@@ -9,7 +9,6 @@ encoder reads the file, any change re-encodes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from functools import lru_cache
 from logging import getLogger
@@ -18,7 +17,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ur4rec_recbole.features.table import read_meta, save_vector_table
+from ur4rec_recbole.features.table import is_current, save_vector_table
+from ur4rec_recbole.io import content_hash
 from ur4rec_recbole.texts.records import TextRecord
 
 
@@ -51,12 +51,9 @@ def _load(name: str, device: str | None):
     return SentenceTransformer(resolve_encoder(name), device=device)
 
 
-def content_hash(records: Mapping[str, TextRecord], encoder: str) -> str:
-    """Hash of the encoder and every (token, text) pair, order-independent."""
-    digest = hashlib.sha256(encoder.encode())
-    for token in sorted(records):
-        digest.update(b"\0" + token.encode() + b"\1" + records[token].text.encode())
-    return digest.hexdigest()
+def records_hash(records: Mapping[str, TextRecord], encoder: str) -> str:
+    """Cache key: the encoder and every (token, text) pair, order-independent."""
+    return content_hash(encoder, {token: record.text for token, record in records.items()})
 
 
 def encode_records(
@@ -71,8 +68,8 @@ def encode_records(
     Returns True when it encoded, False when the cached file was reused.
     """
     out_path = Path(out_path)
-    key = content_hash(records, encoder)
-    if read_meta(out_path).get("content_hash") == key:
+    key = records_hash(records, encoder)
+    if is_current(out_path, key):
         getLogger().info(f"{out_path.name}: vectors up to date (content hash {key[:12]}), not re-encoding")
         return False
     tokens = sorted(records)

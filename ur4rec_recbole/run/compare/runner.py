@@ -1,6 +1,6 @@
 """Train every model of a ``--compare`` list for every seed, one results file per run.
 
-Each run goes through :func:`ur4rec_recbole.quick_start.run` (same Config
+Each run goes through :func:`ur4rec_recbole.run.single.run` (same Config
 chain, split, evaluator and trainer for UR4Rec and RecBole's models) with the
 seed as RecBole's ``seed`` setting; the split (leave-one-out by time) does not
 depend on the seed. Every run writes ``OUTPUT/runs/<label>-seed<k>.json``
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import traceback
 from pathlib import Path
@@ -22,10 +21,10 @@ from typing import Mapping, Sequence
 import yaml
 from tqdm import tqdm
 
-from ur4rec_recbole.benchmark.report import write_report
-from ur4rec_recbole.benchmark.spec import RunSpec
-from ur4rec_recbole.cli import dated_output
-from ur4rec_recbole.quick_start import run, write_json
+from ur4rec_recbole.run.compare.report import write_report
+from ur4rec_recbole.run.compare.spec import RunSpec
+from ur4rec_recbole.io import dated_output, write_json
+from ur4rec_recbole.run.single import run
 
 FIRST_SEED = 2020  # --seeds N runs seeds 2020 .. 2020 + N - 1
 REPORTED_TOPK = "[10, 20]"  # Recall/NDCG/MRR/Hit at 10 and 20 unless topk is set explicitly
@@ -45,15 +44,6 @@ def run_stem(label: str, seed: int) -> str:
     return f"{slug}-{digest}-seed{seed}"
 
 
-def reset_logging() -> None:
-    # RecBole's init_logger uses logging.basicConfig, a no-op once handlers exist:
-    # without this every run after the first would log into the first run's file.
-    root = logging.getLogger()
-    for handler in root.handlers[:]:
-        root.removeHandler(handler)
-        handler.close()
-
-
 def _in_files(key: str, config_file_list: Sequence[str] | None) -> bool:
     """Whether any of the user's yaml files sets ``key``."""
     return any(key in (yaml.safe_load(Path(f).read_text()) or {}) for f in config_file_list or [])
@@ -67,7 +57,6 @@ def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
                  "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
     if "topk" not in overrides and not _in_files("topk", config_file_list):
         overrides["topk"] = REPORTED_TOPK
-    reset_logging()
     try:
         results = run(model=spec.model, dataset=dataset, config_file_list=config_file_list,
                       cmd_overrides=overrides, per_user=True)

@@ -1,9 +1,10 @@
 """Hyperparameter search with hyperopt, through RecBole's ``HyperTuning``.
 
 RecBole's default objective builds models with RecBole's own look-ups, which
-cannot find UR4Rec; ours trains through :func:`ur4rec_recbole.quick_start.run`
+cannot find UR4Rec; ours trains through :func:`ur4rec_recbole.run.single.run`
 and records every trial. HyperTuning minimises the validation score (negated
-when bigger is better): the search itself never sees test metrics.
+when bigger is better). Trials never compute test metrics (RecBole's objective
+does); the chosen trial's checkpoint is tested once, after the search.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ur4rec_recbole.benchmark.compare import reset_logging
 from ur4rec_recbole.config import Config
-from ur4rec_recbole.hyper.space import Param, grid_size, hyperopt_space
-from ur4rec_recbole.hyper.trials import trial_record, write_outputs
-from ur4rec_recbole.quick_start import run
-from ur4rec_recbole.trainer import plain_config
+from ur4rec_recbole.io import plain_config
+from ur4rec_recbole.run.hyper.space import Param, grid_size, hyperopt_space
+from ur4rec_recbole.run.hyper.trials import trial_record, write_outputs
+from ur4rec_recbole.run.single import run, test_saved_model
 
 ALGORITHMS = ("exhaustive", "random", "bayes")
 
@@ -67,10 +67,9 @@ def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: s
     def objective(config_dict: dict, fixed_config_file_list) -> dict:
         trial = len(trials)
         overrides = {**cmd_overrides, "checkpoint_dir": str(output / "checkpoints" / f"trial{trial}")}
-        reset_logging()
         try:
             results = run(model, dataset, config_file_list=fixed_config_file_list, config_dict=config_dict,
-                          cmd_overrides=overrides)
+                          cmd_overrides=overrides, test=False)
         except Exception as err:  # a bad combination scores worst; the search goes on
             trials.append(trial_record(trial, config_dict, status="failed", error=f"{type(err).__name__}: {err}"))
             traceback.print_exc()
@@ -79,7 +78,7 @@ def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: s
                     "best_valid_result": {}, "test_result": {}}
         trials.append(trial_record(trial, config_dict, results))
         return {"model": model, "best_valid_score": results["best_valid_score"], "valid_score_bigger": bigger,
-                "best_valid_result": results["best_valid_result"], "test_result": results["test_result"]}
+                "best_valid_result": results["best_valid_result"], "test_result": {}}
 
     tuner = HyperTuning(objective, space=hyperopt_space(list(params)), fixed_config_file_list=config_files,
                         algo=hyperopt_algorithm(algo), max_evals=max_evals, early_stop=early_stop)
@@ -92,6 +91,8 @@ def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: s
             os.environ.pop("HYPEROPT_FMIN_SEED")
     summary = write_outputs(output, tool=f"hyperopt ({algo})", model=model, dataset=dataset,
                             valid_metric=valid_metric, bigger=bigger, trials=trials, cmd_overrides=cmd_overrides,
-                            fixed_config=plain_config(base), config_files=config_files)
+                            fixed_config=plain_config(base), config_files=config_files,
+                            test_chosen=lambda best: test_saved_model(
+                                model, dataset, best["checkpoint"], config_files, best["params"], cmd_overrides))
     return summary
 

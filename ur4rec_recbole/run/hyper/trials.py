@@ -3,21 +3,20 @@
 ``trials.json`` and ``trials.md`` list every trial sorted by validation score;
 ``best.yaml`` holds the chosen trial's searched values plus the settings fixed on
 the command line, for ``run_ur4rec.py --config_files best.yaml``. Test metrics
-are reported beside validation and never read when choosing.
+are never computed for the trials: only the chosen trial's checkpoint is tested,
+once, after the search (the test set is read once, at the end).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from ur4rec_recbole.benchmark.report import pretty
-from ur4rec_recbole.quick_start import write_json
-from ur4rec_recbole.trainer import plain_value
+from ur4rec_recbole.run.compare.report import pretty
+from ur4rec_recbole.io import plain_value, write_json, write_text
 
 REPORTED_TEST = "ndcg@10"
 
@@ -41,7 +40,7 @@ def trial_record(trial: int, params: Mapping, results: Mapping | None = None, st
         record.update({
             "best_valid_score": plain_value(results["best_valid_score"]),
             "best_valid_result": results["best_valid_result"],
-            "test_result": results["test_result"],
+            "checkpoint": results.get("checkpoint"),
             "best_epoch": results.get("best_epoch"),
             "epochs_run": results.get("epochs_run"),
             "train_seconds": results.get("train_seconds"),
@@ -82,39 +81,43 @@ def _fixed_settings(cmd_overrides: Mapping[str, str], config: Mapping[str, Any])
 
 def write_outputs(output: Path, *, tool: str, model: str, dataset: str, valid_metric: str, bigger: bool,
                   trials: Sequence[dict], cmd_overrides: Mapping[str, str], fixed_config: Mapping[str, Any],
-                  config_files: Sequence[str] | None) -> dict:
-    """Write trials.json, trials.md and best.yaml; return trials.json's content.
+                  config_files: Sequence[str] | None, test_chosen: Callable[[dict], dict]) -> dict:
+    """Choose the best trial on validation, test it once, write trials.json, trials.md and best.yaml.
 
-    ``fixed_config`` is the typed configuration built from ``cmd_overrides`` (for best.yaml).
+    ``fixed_config`` is the typed configuration built from ``cmd_overrides`` (for best.yaml);
+    ``test_chosen(trial)`` returns the chosen trial's test result (from its checkpoint).
     """
     output.mkdir(parents=True, exist_ok=True)
     ordered = sort_trials(trials, bigger)
     finished = any(t["status"] == "ok" for t in trials)
     best = choose_best(trials, bigger) if finished else None
+    if best is not None:
+        best["test_result"] = test_chosen(best)
     summary = {
         "tool": tool, "model": model, "dataset": dataset, "valid_metric": valid_metric,
         "valid_metric_bigger": bigger, "chosen_trial": best and best["trial"],
-        "chosen_by": f"best validation {valid_metric} among finished trials; test metrics are only reported",
+        "chosen_by": f"best validation {valid_metric} among finished trials; only the chosen trial is tested, "
+                     "once, after the search",
         "trials": ordered,
     }
     write_json(output / "trials.json", summary)
-    _write_text(output / "trials.md", _markdown(summary))
+    write_text(output / "trials.md", _markdown(summary))
     if best is None:
         raise RuntimeError(f"no trial finished: see the errors in {output / 'trials.json'}")
     files = " ".join([*(config_files or []), str(output / "best.yaml")])
     header = (f"# Best of {len(trials)} {tool} trials (trial {best['trial']}), chosen on validation {valid_metric} "
-              f"= {best['best_valid_score']:.4f}; test {REPORTED_TEST} = "
-              f"{best['test_result'].get(REPORTED_TEST, float('nan')):.4f} (reported, not used to choose).\n"
+              f"= {best['best_valid_score']:.4f}; its test {REPORTED_TEST} = "
+              f"{best['test_result'].get(REPORTED_TEST, float('nan')):.4f} (tested once, after choosing).\n"
               f"# python run_ur4rec.py --dataset {dataset} --model {model} --config_files {files}\n")
     values = {**_fixed_settings(cmd_overrides, fixed_config), **best["params"]}
-    _write_text(output / "best.yaml", header + yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
+    write_text(output / "best.yaml", header + yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
     return summary
 
 
 def _markdown(summary: Mapping) -> str:
     valid = pretty(summary["valid_metric"])
     names = sorted({k for t in summary["trials"] for k in t["params"]})
-    header = ["rank", "trial", *names, f"valid {valid}", f"test {pretty(REPORTED_TEST)} (not used)", "best epoch",
+    header = ["rank", "trial", *names, f"valid {valid}", f"test {pretty(REPORTED_TEST)} (chosen trial only)", "best epoch",
               "epochs", "train s", "status"]
     lines = [
         f"# {summary['tool']} search: {summary['model']} on {summary['dataset']}",
@@ -139,8 +142,3 @@ def _markdown(summary: Mapping) -> str:
 def _num(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

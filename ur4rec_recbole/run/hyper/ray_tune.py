@@ -1,11 +1,12 @@
 """Hyperparameter search with Ray Tune: parallel trials, ASHA early stopping on validation.
 
-Each trial trains through :func:`ur4rec_recbole.quick_start.run` and reports
+Each trial trains through :func:`ur4rec_recbole.run.single.run` and reports
 its validation score after every validation (RecBole's ``callback_fn``);
 ASHA stops trials whose *validation* score lags at a rung. A trial that
-finishes reports its best validation result and, only for the record, its
-test result. Trials stopped by ASHA are listed but never chosen: their test
-was not run. The best finished trial is chosen on validation only.
+finishes reports its best validation result and its checkpoint; no trial
+computes test metrics. Trials stopped by ASHA are listed but never chosen. The
+best finished trial is chosen on validation only, and its checkpoint is tested
+once, after the search.
 
 Locally, ``ray.init(num_cpus=...)`` starts a private Ray whose workers import
 this checkout (``PYTHONPATH`` in the runtime environment); with
@@ -19,12 +20,13 @@ from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ur4rec_recbole.config import PROJECT_ROOT
-from ur4rec_recbole.hyper.search import base_config, check_overlap
-from ur4rec_recbole.hyper.space import Param, tune_space
-from ur4rec_recbole.hyper.trials import trial_record, write_outputs
-from ur4rec_recbole.trainer import plain_config
-from ur4rec_recbole.utils import create_dataset
+import ur4rec_recbole
+from ur4rec_recbole.io import plain_config
+from ur4rec_recbole.run.hyper.search import base_config, check_overlap
+from ur4rec_recbole.run.hyper.space import Param, tune_space
+from ur4rec_recbole.run.hyper.trials import trial_record, write_outputs
+from ur4rec_recbole.run.prepare import prepare_run
+from ur4rec_recbole.run.single import test_saved_model
 
 ALGORITHMS = ("random", "exhaustive")
 SCORE = "valid_score"
@@ -44,7 +46,7 @@ def _trial(config: dict, model: str, dataset: str, config_files: list[str] | Non
     from ray.air import session
 
     import ur4rec_recbole
-    from ur4rec_recbole.quick_start import run
+    from ur4rec_recbole.run.single import run
 
     overrides = {
         **cmd_overrides,
@@ -57,12 +59,12 @@ def _trial(config: dict, model: str, dataset: str, config_files: list[str] | Non
         session.report({SCORE: float(valid_score), "epoch": epoch_idx + 1})
 
     results = run(model, dataset, config_file_list=config_files, config_dict=config, cmd_overrides=overrides,
-                  callback_fn=report)
+                  callback_fn=report, test=False)
     last = results["epoch_history"][-1]["epoch"] + 1 if results["epoch_history"] else 0
     session.report({
         SCORE: float(results["best_valid_score"]), "epoch": last, "final": True,
         "best_valid_score": float(results["best_valid_score"]),
-        "best_valid_result": results["best_valid_result"], "test_result": results["test_result"],
+        "best_valid_result": results["best_valid_result"], "checkpoint": results["checkpoint"],
         "best_epoch": results["best_epoch"], "epochs_run": results["epochs_run"],
         "train_seconds": results["train_seconds"], "package": ur4rec_recbole.__file__,
     })
@@ -114,13 +116,16 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
     base = base_config(model, dataset, config_files, cmd_overrides)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
     if not {p.name for p in params} & {"data_path", "data_root"}:
+        # trials run in their own folders: give them the data root as an absolute path
+        cmd_overrides.setdefault("data_path", base["data_root"])
         # atomic files, texts and vectors are made here once, so parallel trials only read them
         # (a search over text or encoder settings still writes them in the trials: --max-concurrent 1)
-        create_dataset(base)
+        prepare_run(model, dataset, config_files, cmd_overrides=cmd_overrides).dataset.build()
 
     started = not ray.is_initialized()
     if started:
-        path = os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p)
+        package_root = Path(ur4rec_recbole.__file__).resolve().parent.parent  # workers import this copy
+        path = os.pathsep.join(p for p in (str(package_root), os.environ.get("PYTHONPATH")) if p)
         runtime_env = {"env_vars": {"PYTHONPATH": path}}
         if address:
             ray.init(address=address, runtime_env=runtime_env)
@@ -140,7 +145,7 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
                 metric=SCORE, mode="max" if bigger else "min", num_samples=1 if exhaustive else max_evals,
                 search_alg=BasicVariantGenerator(max_concurrent=max_concurrent or 0, random_state=seed),
                 # max_t past the last epoch: ASHA would otherwise end a trial at its last
-                # validation, before the final report with the test result
+                # validation, before the final report with the checkpoint
                 scheduler=ASHAScheduler(time_attr="epoch", max_t=int(base["epochs"]) + 1,
                                         grace_period=grace_period, reduction_factor=reduction_factor),
             ),
@@ -157,4 +162,6 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
             print(f"trial {t['trial']} failed: {t['error']}")
     return write_outputs(output, tool=f"ray ({algo}, ASHA on validation)", model=model, dataset=dataset,
                          valid_metric=valid_metric, bigger=bigger, trials=trials, cmd_overrides=cmd_overrides,
-                         fixed_config=plain_config(base), config_files=config_files)
+                         fixed_config=plain_config(base), config_files=config_files,
+                         test_chosen=lambda best: test_saved_model(
+                             model, dataset, best["checkpoint"], config_files, best["params"], cmd_overrides))

@@ -4,7 +4,7 @@ Mirrors ``recbole.quick_start.run`` with ``nproc``/``world_size``/``ip``/
 ``port``/``group_offset``: one process per GPU is spawned, each builds the
 configuration with ``local_rank`` set (RecBole's ``Config`` then joins the
 NCCL process group and wraps the model), and every process trains through
-:func:`ur4rec_recbole.quick_start.run`, so the spawned processes build our
+:func:`ur4rec_recbole.run.single.run`, so the spawned processes build our
 models with our Config and look-ups. Rank 0 writes the results and returns
 them through a queue.
 """
@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ur4rec_recbole.quick_start import run
+from ur4rec_recbole.run.single import run
 
 
 def _run_rank(rank: int, model: str, dataset: str, config_file_list: Sequence[str] | None, ddp: dict,

@@ -16,8 +16,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ur4rec_recbole.benchmark.spec import RunSpec
-from ur4rec_recbole.quick_start import machine, write_json
+from ur4rec_recbole.run.compare.spec import RunSpec
+from ur4rec_recbole.io import atomic_path, machine, write_json, write_text
 
 PAIRED_METRIC = "ndcg@10"
 TEST_METRICS = tuple(f"{m}@{k}" for k in (10, 20) for m in ("recall", "ndcg", "mrr", "hit"))
@@ -226,10 +226,9 @@ def plot(bench: dict, path: Path) -> None:
         curves.legend(fontsize=8)
     fig.suptitle(f"{bench['dataset']}, seeds {', '.join(map(str, bench['seeds']))}")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_report(output: Path, specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str,
@@ -237,9 +236,7 @@ def write_report(output: Path, specs: Sequence[RunSpec], seeds: Sequence[int], d
     """Write benchmark.json, benchmark.md and benchmark.png into ``output``; return the json content."""
     bench = summarize(specs, seeds, dataset, records)
     write_json(output / "benchmark.json", bench)
-    tmp = output / ".benchmark.md.tmp"
-    tmp.write_text(markdown(bench))
-    tmp.replace(output / "benchmark.md")
+    write_text(output / "benchmark.md", markdown(bench))
     plot(bench, output / "benchmark.png")
     return bench
 

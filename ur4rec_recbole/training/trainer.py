@@ -20,28 +20,9 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from ur4rec_recbole.io import atomic_path, plain_config, plain_value
+
 CHECKPOINT_FORMAT = "ur4rec-recbole/1"
-
-
-def plain_value(value: Any) -> Any:
-    """Turn a config value into str/int/float/bool/None/list/dict only."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): plain_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain_value(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        try:
-            return plain_value(value.item())
-        except (ValueError, RuntimeError):
-            pass
-    return str(value)
-
-
-def plain_config(config) -> dict:
-    """The final config as JSON-able primitives (enums and devices become strings)."""
-    return {str(k): plain_value(v) for k, v in config.final_config_dict.items()}
 
 
 class SafeCheckpointMixin:
@@ -86,9 +67,8 @@ class SafeCheckpointMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(),
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # never leave a half-written checkpoint behind
+        with atomic_path(path) as tmp:  # never leave a half-written checkpoint behind
+            torch.save(state, tmp)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 

@@ -15,11 +15,10 @@ from typing import Any, Mapping, Sequence
 
 from recbole.config import Config as RecBoleConfig
 
-from ur4rec_recbole.utils import get_model
+from ur4rec_recbole.lookups import get_model
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PROPERTIES_DIR = PROJECT_ROOT / "properties"
-DEFAULT_DATA_ROOT = PROJECT_ROOT / "dataset"
+PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # shipped inside the package
+DEFAULT_DATA_ROOT = "dataset"  # as RecBole: relative to the working directory
 
 
 class Config(RecBoleConfig):
@@ -33,11 +32,6 @@ class Config(RecBoleConfig):
         config_dict: Mapping[str, Any] | None = None,
         cmd_overrides: Mapping[str, str] | None = None,
     ) -> None:
-        if not PROPERTIES_DIR.is_dir():
-            raise FileNotFoundError(
-                f"{PROPERTIES_DIR} not found: install this project in editable mode "
-                "(pip install -e .) so its yaml defaults stay next to the package."
-            )
         self._cmd_overrides = dict(cmd_overrides or {})
         super().__init__(
             model=model,

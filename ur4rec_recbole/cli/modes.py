@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ur4rec_recbole.cli import dated_output
+from ur4rec_recbole.io import dated_output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,9 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None:
     """Run the chosen mode and return its results; None when no mode flag is given."""
     if args.compare is not None:
-        from ur4rec_recbole.benchmark.compare import compare, seeds_for
-        from ur4rec_recbole.benchmark.report import markdown
-        from ur4rec_recbole.benchmark.spec import parse_specs
+        from ur4rec_recbole.run.compare.runner import compare, seeds_for
+        from ur4rec_recbole.run.compare.report import markdown
+        from ur4rec_recbole.run.compare.spec import parse_specs
 
         output = Path(args.output) if args.output else dated_output("compare")
         bench = compare(parse_specs(args.compare), args.dataset, seeds_for(args.seeds), output,
@@ -56,19 +56,19 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         print(f"benchmark.md, benchmark.json, benchmark.png and runs/ in {output}")
         return bench
     if args.hyper is not None:
-        from ur4rec_recbole.hyper.space import read_params
+        from ur4rec_recbole.run.hyper.space import read_params
 
         params = read_params(args.hyper)
         output = Path(args.output) if args.output else dated_output("hyper")
         if args.tool == "ray":
-            from ur4rec_recbole.hyper.ray_tune import search_ray
+            from ur4rec_recbole.run.hyper.ray_tune import search_ray
 
             summary = search_ray(params, args.model, args.dataset, output, args.max_evals, args.algo or "random",
                                  args.config_files, overrides, address=args.ray_address, num_cpus=args.cpus,
                                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                                  grace_period=args.asha_grace, max_concurrent=args.max_concurrent)
         else:
-            from ur4rec_recbole.hyper.search import search_hyperopt
+            from ur4rec_recbole.run.hyper.search import search_hyperopt
 
             summary = search_hyperopt(params, args.model, args.dataset, output, args.max_evals,
                                       args.algo or "bayes", args.config_files, overrides)
@@ -76,7 +76,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         print(f"trials.md, trials.json and best.yaml in {output}")
         return summary
     if args.nproc > 1 or args.world_size > 0:
-        from ur4rec_recbole.distributed import run_distributed
+        from ur4rec_recbole.run.distributed import run_distributed
 
         return run_distributed(args.model, args.dataset, args.config_files, overrides, nproc=args.nproc,
                                world_size=args.world_size, ip=args.ip, port=args.port,
