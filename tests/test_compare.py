@@ -111,9 +111,9 @@ def test_failing_model_is_reported_and_the_others_finish(tiny, tmp_path):
     bench = run_ur4rec.main(argv)
     ok, failed = bench["models"]
     assert ok["n_ok"] == 1 and failed["n_ok"] == 0 and failed["n_failed"] == 1
-    assert "fusion ['bogus'] unknown" in failed["runs"][0]["error"]
+    assert "setting fusion='bogus': expected one of" in failed["runs"][0]["error"]
     table = (out / "benchmark.md").read_text()
-    assert "| `UR4Rec[fusion=bogus]` | 0/1 | failed |" in table and "fusion ['bogus'] unknown" in table
+    assert "| `UR4Rec[fusion=bogus]` | 0/1 | failed |" in table and "setting fusion='bogus': expected one of" in table
     record = json.loads((out / "runs" / f"{run_stem('UR4Rec[fusion=bogus]', 2020)}.json").read_text())
     assert record["status"] == "failed" and "Traceback" in record["traceback"]
     # a rerun keeps the finished run and tries the failed one again

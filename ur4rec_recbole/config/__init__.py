@@ -1,8 +1,8 @@
 """A RecBole ``Config`` that knows this package's models and yaml defaults.
 
-Priority, lowest first: RecBole's own yaml < this project's ``properties/``
-(overall, model, dataset) < ``config_file_list`` < ``config_dict`` <
-``cmd_overrides``. ``sys.argv`` is never read: the run script parses its own
+Priority, lowest first: RecBole's own yaml < this package's ``properties/``
+(overall; texts and images for this package's models; model; dataset) <
+``config_file_list`` < ``config_dict`` < ``cmd_overrides``. ``sys.argv`` is never read: the run script parses its own
 flags and passes the ``--key=value`` leftovers explicitly, so the same Config
 behaves identically under pytest, Ray workers and notebooks.
 """
@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from recbole.config import Config as RecBoleConfig
 
+from ur4rec_recbole.config.settings import parse_modalities
 from ur4rec_recbole.lookups import get_model
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # shipped inside the package
@@ -39,6 +40,15 @@ class Config(RecBoleConfig):
             config_file_list=list(config_file_list or []),
             config_dict=dict(config_dict or {}),
         )
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Parse shared settings once, then let the model check its own (before any data is loaded)."""
+        if "modalities" in self.final_config_dict:
+            self.final_config_dict["modalities"] = parse_modalities(self.final_config_dict["modalities"])
+        check = getattr(self.model_class, "check_settings", None)
+        if check is not None:
+            check(self)
 
     def _load_cmd_line(self) -> dict:
         # RecBole parses sys.argv here; we take explicit overrides instead.
@@ -59,8 +69,10 @@ class Config(RecBoleConfig):
 
     def _load_internal_config_dict(self, model, model_class, dataset) -> None:
         super()._load_internal_config_dict(model, model_class, dataset)
+        ours = model_class.__module__.startswith(f"{__package__.rsplit('.', 1)[0]}.")  # a model of this package
         for path in (
             PROPERTIES_DIR / "overall.yaml",
+            *((PROPERTIES_DIR / "texts.yaml", PROPERTIES_DIR / "images.yaml") if ours else ()),
             PROPERTIES_DIR / "model" / f"{model}.yaml",
             PROPERTIES_DIR / "dataset" / f"{dataset}.yaml",
         ):

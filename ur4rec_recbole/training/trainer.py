@@ -21,6 +21,7 @@ from recbole.trainer import Trainer
 from recbole.utils import set_color
 
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
+from ur4rec_recbole.training.stages import joint_stage
 
 CHECKPOINT_FORMAT = "ur4rec-recbole/1"
 
@@ -131,8 +132,7 @@ class UR4RecTrainer(SafeCheckpointMixin, Trainer):
     """
 
     def __init__(self, config, model) -> None:
-        self.stages = parse_stages(config["stages"], config["epochs"])
-        config["epochs"] = sum(stage["epochs"] for stage in self.stages)
+        self.stages = config["stages"] or [joint_stage(config["epochs"])]  # parsed by UR4Rec.check_settings
         super().__init__(config, model)
         self.current_stage: str | None = None
 
@@ -156,26 +156,3 @@ class UR4RecTrainer(SafeCheckpointMixin, Trainer):
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_history[-1]["stage"] = stage["name"]
         return loss
-
-
-_STAGE_KEYS = {"name", "epochs", "train", "retriever_weight", "fusion"}
-
-
-def parse_stages(stages: Any, epochs: int) -> list[dict]:
-    """Validate the ``stages`` config; ``None`` means one joint stage of ``epochs``."""
-    if stages is None:
-        return [{"name": "joint", "epochs": int(epochs), "train": ["all"]}]
-    if not isinstance(stages, list) or not stages:
-        raise ValueError(f"stages must be a non-empty list of dicts, got {stages!r}")
-    parsed = []
-    for i, stage in enumerate(stages):
-        if not isinstance(stage, Mapping):
-            raise ValueError(f"stages[{i}] must be a dict, got {stage!r}")
-        unknown = set(stage) - _STAGE_KEYS
-        if unknown:
-            raise ValueError(f"stages[{i}] has unknown keys {sorted(unknown)}; allowed: {sorted(_STAGE_KEYS)}")
-        if not isinstance(stage.get("epochs"), int) or stage["epochs"] < 1:
-            raise ValueError(f"stages[{i}].epochs must be a positive int, got {stage.get('epochs')!r}")
-        train = stage.get("train", ["all"])
-        parsed.append({**stage, "name": str(stage.get("name", f"stage{i}")), "train": list(train)})
-    return parsed
