@@ -168,7 +168,8 @@ def recbole_dataset(config):
     if config["MODEL_TYPE"] == ModelType.SEQUENTIAL and not own:
         return SplitDataset(config)
     if config["cold_items"]:
-        raise InputError(f"setting cold_items={config['cold_items']}: {config['model']} reads RecBole's own "
-                         "dataset class, which cannot leave the cold items out; use a plain sequential model "
-                         "(SASRec, GRU4Rec, UR4Rec, Transitions, ...) or cold_items: 0")
+        why = ("reads RecBole's own dataset class" if own else "is not a sequential model") + ", which cannot"
+        raise InputError(f"setting cold_items={config['cold_items']}: {config['model']} {why} leave the cold "
+                         "items out; use a plain sequential model (SASRec, GRU4Rec, UR4Rec, Transitions, ...) "
+                         "or cold_items: 0")
     return recbole_create_dataset(config)
