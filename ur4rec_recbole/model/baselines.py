@@ -79,12 +79,16 @@ class Transitions(NonLearned):
         self.register_buffer("transition_pairs", pairs)  # [2, P] (from, to) item ids
         self.register_buffer("transition_counts", counts)  # [P]
 
-    def transition_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
-        """``c(last -> j)`` divided by the largest count of the row. ``[B, N]``"""
+    def transition_counts_from_last(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """``c(last -> j)`` for every item ``j``. ``[B, N]``"""
         last = item_seq.gather(1, (item_seq_len - 1)[:, None]).squeeze(1)  # [B]
         table = torch.sparse_coo_tensor(self.transition_pairs, self.transition_counts, (self.n_items, self.n_items),
                                         is_coalesced=True, check_invariants=False)  # sorted unique pairs
-        rows = table.index_select(0, last).to_dense()  # [B, N]
+        return table.index_select(0, last).to_dense()  # [B, N]
+
+    def transition_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
+        """``c(last -> j)`` divided by the largest count of the row. ``[B, N]``"""
+        rows = self.transition_counts_from_last(item_seq, item_seq_len)  # [B, N]
         return rows / rows.max(dim=1, keepdim=True).values.clamp(min=1.0)
 
     def scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
