@@ -225,6 +225,7 @@ def test_bad_review_json_and_missing_inputs(tmp_path, capsys):
     for argv, message in (
         (["amazon", str(reviews), str(meta)], f"{reviews}:4: neither JSON (Expecting value at column 30)"),
         (["amazon", str(tmp_path / "nope.json")], "nope.json: no such file"),
+        (["movielens", str(tmp_path / "ml-1m.zip")], "ml-1m.zip: no such file or folder"),
         (["movielens", str(tmp_path / "raw")], "no u.data, ratings.dat or ratings.csv"),
         (["amazon", str(reviews), str(meta), "--skip-bad-lines", "--min-user", "50"], "no interaction is left"),
     ):

@@ -48,6 +48,7 @@ class Converter(ABC):
     image_field: ClassVar[str | None] = None  # item column of image URLs (item_image_field)
 
     def __init__(self, sources: Sequence[Path], args: argparse.Namespace) -> None:
+        check_sources(list(sources))
         self.sources = list(sources)
         self.args = args
         self.bad_lines = 0
@@ -178,7 +179,6 @@ def _write_rows(table, rows: Iterable[list[Any]], keep: set[str], order: Sequenc
 def run_conversion(converter: Converter, name: str, out: Path, min_user: int, min_item: int,
                    command: str) -> Report:
     """Read, filter and write ``out/name/name.{inter,item[,user],yaml}``; nothing is left half-written."""
-    check_sources(converter.sources)
     out.mkdir(parents=True, exist_ok=True)
     with InteractionSpool(out, rating=converter.rating) as spool:
         converter.read_interactions(spool)
