@@ -1,78 +1,14 @@
-"""Train and test UR4Rec, or any RecBole model, with RecBole's split and evaluator.
+"""Train and test UR4Rec, or any RecBole model: ``python run_ur4rec.py --dataset ml-100k``.
 
-    python run_ur4rec.py --dataset ml-100k
-    python run_ur4rec.py --dataset ml-100k --model SASRec
-    python run_ur4rec.py --dataset mydata --data_path=/data/recbole --results out.json
-    python run_ur4rec.py --dataset ml-100k --generate openai --llm-model gpt-4o-mini   # LLM texts first
-    python run_ur4rec.py --dataset mydata --modalities text,image
-    python run_ur4rec.py --dataset ml-100k --compare SASRec,UR4Rec,UR4Rec[retriever_weight=0] --seeds 3
-    python run_ur4rec.py --dataset ml-100k --hyper properties/hyper/ur4rec.hyper --tool ray --max-evals 20
-
-Any RecBole setting can be given as ``--key=value`` (values are parsed as
-RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
+The same as ``python -m ur4rec_recbole``; see ``ur4rec_recbole/cli/main.py``
+or ``python run_ur4rec.py --help`` for every flag.
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
 from time import time
 
-_START = time()
+_START = time()  # the wall time printed at the end includes the imports
 
-from ur4rec_recbole.cli import quiet_library_warnings, split_overrides  # noqa: E402  (light imports; timing starts first)
-from ur4rec_recbole.generate import add_generation_arguments, options_from_args, run_generation  # noqa: E402
-from ur4rec_recbole.modes import add_arguments, dispatch  # noqa: E402
-
-
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # --seed=N is a RecBole setting, not --seeds
-    parser.add_argument("--dataset", "-d", default="ml-100k", help="dataset name (a folder of atomic files)")
-    parser.add_argument("--model", "-m", default="UR4Rec", help="UR4Rec or any RecBole model name, e.g. SASRec")
-    parser.add_argument("--config_files", nargs="+", default=None, help="yaml files, later ones win")
-    parser.add_argument("--results", default=None, help="write the results as JSON to this path")
-    parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
-    parser.add_argument("--generate", default=None, metavar="BACKEND",
-                        help="first write LLM texts with this backend (openai or transformers), then train on them")
-    parser.add_argument("--modalities", default=None, help="item modalities of UR4Rec: text, image or text,image")
-    add_generation_arguments(parser)
-    add_arguments(parser)  # --compare, --hyper, --nproc ...
-    args, extra = parser.parse_known_args(argv)
-    overrides = split_overrides(extra)
-    if args.modalities is not None:  # the same as the setting --modalities=...
-        overrides["modalities"] = args.modalities
-    return args, overrides
-
-
-def main(argv: list[str] | None = None) -> dict:
-    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    quiet_library_warnings()
-    if args.generate is not None:  # texts first: every mode below (one run, --compare, --hyper) uses them
-        options = options_from_args(args, args.generate)
-        if overrides.get("text_source", options.text_source) != options.text_source:
-            raise SystemExit(f"--generate writes text_source '{options.text_source}' but "
-                             f"--text_source={overrides['text_source']} was given")
-        run_generation(args.dataset, options, overrides)
-        overrides["text_source"] = options.text_source
-    other = dispatch(args, overrides)  # --compare, --hyper, --nproc > 1
-    if other is not None:
-        return other
-
-    from ur4rec_recbole.quick_start import run, summary_table
-
-    results = run(
-        model=args.model,
-        dataset=args.dataset,
-        config_file_list=args.config_files,
-        cmd_overrides=overrides,
-        results_path=args.results,
-        resume=args.resume,
-    )
-    print(summary_table(results))
-    print(f"  wall time of this command: {time() - _START:.1f}s")
-    return results
-
+from ur4rec_recbole.cli.main import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    main(started=_START)

@@ -3,7 +3,7 @@
     python benchmarks/check_convert.py [--shared ../shared/datasets/amazon-office] \\
         [--results benchmarks/results/convert-amazon-office.json]
 
-Converts ``<shared>/raw/`` with ``python -m ur4rec_recbole.cli.convert lcrec`` into
+Converts ``<shared>/raw/`` with ``python -m ur4rec_recbole convert lcrec`` into
 a temporary folder and compares the result with ``<shared>/amazon-office/``
 (made by ``make_atomic.py``), both read as RecBole 1.2.1 reads atomic files:
 the users, the items, every user's sequence (items in timestamp order, and the
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         command = ["lcrec", str(args.shared / "raw"), "--name", NAME, "--out", tmp]
         report = convert.main(command)
         result = compare(args.shared / NAME, Path(tmp) / NAME)
-    result["command"] = "python -m ur4rec_recbole.cli.convert " + " ".join(command[:-1]) + " TMP"
+    result["command"] = "python -m ur4rec_recbole convert " + " ".join(command[:-1]) + " TMP"
     result["convert_report"] = {k: v for k, v in report.as_json().items() if k in ("read", "kept", "rows")}
     print(f"{result['verdict']}: {result['users']:,} users, {result['items']:,} items, "
           f"{result['interactions']:,} interactions; compared {result['sequences_compared']:,} sequences, "

@@ -7,7 +7,7 @@ For each review-text length, writes a synthetic Amazon 2023 review file
 (``user_id``/``parent_asin``/``timestamp``/``rating``/``text``, the same users,
 items and times every time; item popularity and user activity follow power
 laws, so the 5-core filter has work to do) plus a metadata file, runs
-``python -m ur4rec_recbole.cli.convert amazon`` on them in a child process and
+``python -m ur4rec_recbole convert amazon`` on them in a child process and
 records the file size, the child's peak resident memory (``wait4``'s
 ``ru_maxrss``), its seconds and the counts it reports. The converter holds
 the ids, not the reviews, so the peak should not follow the file size.
@@ -54,7 +54,7 @@ def write_files(folder: Path, reviews: int, users: int, items: int, text: int, s
 
 
 def measure(review_file: Path, meta_file: Path, out: Path) -> dict:
-    command = [sys.executable, "-m", "ur4rec_recbole.cli.convert", "amazon", str(review_file), str(meta_file),
+    command = [sys.executable, "-m", "ur4rec_recbole", "convert", "amazon", str(review_file), str(meta_file),
                "--name", "synthetic", "--out", str(out), "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time()

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from ur4rec_recbole.cli import split_overrides
+from ur4rec_recbole.cli.common import split_overrides
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BOX = (40, 60, 160, 180)
@@ -59,18 +59,15 @@ def draw_posters(data_path: Path, dataset: str) -> int:
 
 
 def config_for(dataset: str, overrides: dict):
-    from ur4rec_recbole.config import Config
-    from ur4rec_recbole.utils import ensure_atomic_files
+    from ur4rec_recbole.run.prepare import prepare_run
 
-    config = Config("UR4Rec", dataset, cmd_overrides=overrides)
-    ensure_atomic_files(config)
-    return config
+    return prepare_run("UR4Rec", dataset, cmd_overrides=overrides, build_dataset=False).config
 
 
 def extract(dataset: str, overrides: dict) -> dict:
     """Encode every poster from scratch (cache removed) and record images per second."""
     from ur4rec_recbole.features.images import encode_item_images, image_vector_path
-    from ur4rec_recbole.quick_start import machine, write_json
+    from ur4rec_recbole.io import machine, write_json
 
     config = config_for(dataset, overrides)
     image_vector_path(config).unlink(missing_ok=True)  # time the extraction, not the cache

@@ -4,7 +4,7 @@
         --out benchmarks/results/llm-ml-100k.json
 
 1. texts/second against the loopback OpenAI-compatible server
-   (``ur4rec_recbole.loopback``, its own process, ``--delay`` seconds per answer)
+   (``ur4rec_recbole.testing.loopback``, its own process, ``--delay`` seconds per answer)
    at concurrency 1 and 16, each stopped by a request budget;
 2. a full run over the dataset at concurrency 16: calls and prompt tokens, counted
    by the server with the SmolLM2 tokenizer (a real BPE tokenizer; the loopback's
@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ur4rec_recbole.generate import generate_texts  # noqa: E402
-from ur4rec_recbole.quick_start import machine, write_json  # noqa: E402
+from ur4rec_recbole.io import machine, write_json  # noqa: E402
+from ur4rec_recbole.run.generate import generate_texts  # noqa: E402
 from ur4rec_recbole.texts.llm import GenerationOptions  # noqa: E402
 from ur4rec_recbole.texts.prompts import PromptTemplate  # noqa: E402
 
@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def start_server(port: int, delay: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.loopback", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.testing.loopback", "--port", str(port),
                              "--delay", str(delay), "--tokenizer", "smollm2"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()  # "serving on ..." once the tokenizer is loaded

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ur4rec_recbole.quick_start import best_epoch
+from ur4rec_recbole.run.single import best_epoch
 
 METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
 

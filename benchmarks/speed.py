@@ -22,12 +22,12 @@ from time import perf_counter
 import numpy as np
 import torch
 from recbole.data import data_preparation
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_seed
 from tqdm import tqdm
 
-from ur4rec_recbole.config import Config
-from ur4rec_recbole.quick_start import machine, write_json
-from ur4rec_recbole.utils import create_dataset, get_model, get_trainer
+from ur4rec_recbole.io import machine, write_json, write_text
+from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.run.prepare import prepare_run
 
 VARIANTS = (  # (row name, model, settings)
     ("UR4Rec", "UR4Rec", {}),
@@ -63,10 +63,9 @@ def throughput(model, rows, batch: int) -> float:
 
 def measure(name: str, model_name: str, settings: dict, dataset: str, args: argparse.Namespace) -> dict:
     overrides = {**settings, "use_gpu": "False", "state": "WARNING", "show_progress": "False"}
-    config = Config(model_name, dataset, cmd_overrides=overrides)
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-    train_data, _, test_data = data_preparation(config, create_dataset(config))
+    prepared = prepare_run(model_name, dataset, cmd_overrides=overrides)
+    config = prepared.config
+    train_data, _, test_data = data_preparation(config, prepared.dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(model_name)(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
@@ -133,9 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
               "rows": rows}
     write_json(output, result)
     table = markdown(result)
-    tmp = output.with_suffix(".md.tmp")
-    tmp.write_text(table)
-    tmp.replace(output.with_suffix(".md"))
+    write_text(output.with_suffix(".md"), table)
     print(table)
     return result
 

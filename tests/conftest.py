@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the checkout (tests run from a clone)
 CATEGORIES = ["Action", "Comedy", "Drama", "Horror", "SciFi"]
 N_USERS, N_ITEMS = 24, 40
 
@@ -80,6 +81,19 @@ def tiny_overrides(root: Path, tmp: Path, name: str = "tiny", **extra) -> dict:
     return settings
 
 
+def fails_clearly(capsys, call, match: str, code: int = 2) -> str:
+    """Run a command's ``call()``: it must exit with ``code`` and one stderr line matching ``match``."""
+    import re
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        call()
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == code, (stop.value.code, err)
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+    return err
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> tuple[Path, dict]:
     """(data root, config overrides) for a fresh tiny dataset."""
@@ -90,13 +104,10 @@ def tiny(tmp_path: Path) -> tuple[Path, dict]:
 def build_data(overrides: dict, model: str = "UR4Rec", name: str = "tiny"):
     """Config, dataset and RecBole's three dataloaders for ``model``."""
     from recbole.data import data_preparation
-    from recbole.utils import init_seed
 
-    from ur4rec_recbole.config import Config
-    from ur4rec_recbole.utils import create_dataset
+    from ur4rec_recbole.run.prepare import prepare_run
 
-    config = Config(model, name, cmd_overrides=overrides)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
+    prepared = prepare_run(model, name, cmd_overrides=overrides)
+    config, dataset = prepared.config, prepared.dataset
     train, valid, test = data_preparation(config, dataset)
     return config, dataset, train, valid, test

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import build_data
+from conftest import build_data, fails_clearly
 from scipy import stats
 
 import run_ur4rec
-from ur4rec_recbole.benchmark.compare import run_stem, seeds_for
-from ur4rec_recbole.benchmark.spec import parse_spec, parse_specs
+from ur4rec_recbole.run.compare.runner import run_stem, seeds_for
+from ur4rec_recbole.run.compare.spec import parse_spec, parse_specs
 
 
 def cli(overrides: dict) -> list[str]:
@@ -111,9 +111,9 @@ def test_failing_model_is_reported_and_the_others_finish(tiny, tmp_path):
     bench = run_ur4rec.main(argv)
     ok, failed = bench["models"]
     assert ok["n_ok"] == 1 and failed["n_ok"] == 0 and failed["n_failed"] == 1
-    assert "fusion ['bogus'] unknown" in failed["runs"][0]["error"]
+    assert "setting fusion='bogus': expected one of" in failed["runs"][0]["error"]
     table = (out / "benchmark.md").read_text()
-    assert "| `UR4Rec[fusion=bogus]` | 0/1 | failed |" in table and "fusion ['bogus'] unknown" in table
+    assert "| `UR4Rec[fusion=bogus]` | 0/1 | failed |" in table and "setting fusion='bogus': expected one of" in table
     record = json.loads((out / "runs" / f"{run_stem('UR4Rec[fusion=bogus]', 2020)}.json").read_text())
     assert record["status"] == "failed" and "Traceback" in record["traceback"]
     # a rerun keeps the finished run and tries the failed one again
@@ -123,11 +123,11 @@ def test_failing_model_is_reported_and_the_others_finish(tiny, tmp_path):
     assert ok_file.stat().st_mtime_ns == stamp
 
 
-def test_seed_is_not_set_twice(tiny, tmp_path):
+def test_seed_is_not_set_twice(tiny, tmp_path, capsys):
     _, overrides = tiny
-    with pytest.raises(ValueError, match="seed is set in SASRec\\[seed=1\\]"):
-        run_ur4rec.main(["--dataset", "tiny", "--compare", "SASRec[seed=1]", "--output", str(tmp_path),
-                         *cli(overrides)])
+    fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--compare", "SASRec[seed=1]", "--output",
+                                                   str(tmp_path), *cli(overrides)]),
+                  "seed is set in SASRec\\[seed=1\\]")
 
 
 def test_split_does_not_depend_on_seed_or_model(tiny):
@@ -141,7 +141,7 @@ def test_split_does_not_depend_on_seed_or_model(tiny):
 
 @pytest.mark.parametrize("model", ["Pop", "SASRec"])
 def test_per_user_ndcg_matches_recbole_in_sampled_evaluation(tiny, model):
-    from ur4rec_recbole.quick_start import run
+    from ur4rec_recbole.run.single import run
 
     _, overrides = tiny
     mode = "{'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'uni100'}"

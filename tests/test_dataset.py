@@ -59,7 +59,7 @@ def test_windows_cover_every_training_target_once(tiny, stride):
 
 def test_bad_stride_is_rejected(tiny):
     _, overrides = tiny
-    with pytest.raises(ValueError, match=r"train_stride must be a positive int or None, got 0"):
+    with pytest.raises(ValueError, match=r"setting train_stride=0: expected a positive int or None"):
         build_data({**overrides, "train_stride": 0})
 
 

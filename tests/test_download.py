@@ -169,7 +169,7 @@ def test_converted_amazon_images_download_encode_and_train(server, tmp_path, mon
     from test_convert import SETTINGS_FROM_YAML
 
     import run_ur4rec
-    from ur4rec_recbole import encode
+    from ur4rec_recbole.cli import encode
     from ur4rec_recbole.cli import convert
 
     reviews, meta = write_amazon(tmp_path / "raw", 2018)
@@ -187,4 +187,4 @@ def test_converted_amazon_images_download_encode_and_train(server, tmp_path, mon
     assert result["encoded"] == 8 and set(result["missing"]) == {"B003", "B009"}  # B009: no metadata, no URL
     assert "not downloaded" in result["missing"]["B003"]
     results = run_ur4rec.main(["--dataset", "shop", "--config_files", yaml_file, "--modalities", "text,image", *cli])
-    assert results["config"]["modalities"] == "text,image" and results["test_result"]
+    assert results["config"]["modalities"] == ["text", "image"] and results["test_result"]

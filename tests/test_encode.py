@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ur4rec_recbole.features import encode
+from ur4rec_recbole.features import text_vectors as encode
 from ur4rec_recbole.features.table import load_vector_table, read_meta
 from ur4rec_recbole.texts.records import TextRecord
 
@@ -38,6 +38,6 @@ def test_encode_then_cache_then_reencode_on_change(tmp_path, monkeypatch):
 def test_hash_ignores_order_but_not_content():
     one = records(a="x", b="y")
     two = {"b": one["b"], "a": one["a"]}
-    assert encode.content_hash(one, "e") == encode.content_hash(two, "e")
-    assert encode.content_hash(one, "e") != encode.content_hash(records(a="x", b="z"), "e")
-    assert encode.content_hash(one, "e") != encode.content_hash(one, "f")
+    assert encode.records_hash(one, "e") == encode.records_hash(two, "e")
+    assert encode.records_hash(one, "e") != encode.records_hash(records(a="x", b="z"), "e")
+    assert encode.records_hash(one, "e") != encode.records_hash(one, "f")

@@ -13,11 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import build_data, replace_rows, tiny_overrides, write_tiny_dataset
+from conftest import PROJECT_ROOT, build_data, replace_rows, tiny_overrides, write_tiny_dataset
 
-from ur4rec_recbole.config import PROJECT_ROOT
-from ur4rec_recbole.generate import EXIT_FATAL, EXIT_STOPPED, generate_texts, main
-from ur4rec_recbole.loopback import LoopbackLLM
+from ur4rec_recbole.cli.generate import EXIT_FATAL, EXIT_STOPPED, main
+from ur4rec_recbole.run.generate import generate_texts
+from ur4rec_recbole.testing.loopback import LoopbackLLM
 from ur4rec_recbole.texts.llm import GenerationOptions, check_answer
 from ur4rec_recbole.texts.prompts import PromptTemplate
 from ur4rec_recbole.texts.records import read_records
@@ -145,7 +145,7 @@ def test_killed_mid_run_loses_and_duplicates_nothing(tiny, sig):
     cache = root / "tiny" / "tiny.llm_cache.sqlite"
     with LoopbackLLM(delay=0.15) as server:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-        proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.generate", *cli(server, overrides,
+        proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.cli.generate", *cli(server, overrides,
                                  "--concurrency", "4")], cwd=PROJECT_ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120

@@ -10,7 +10,8 @@ from recbole.utils import init_seed
 
 from ur4rec_recbole.model import UR4Rec
 from ur4rec_recbole.model.fusion import FUSIONS, ranks
-from ur4rec_recbole.trainer import UR4RecTrainer, parse_stages
+from ur4rec_recbole.training.stages import parse_stages
+from ur4rec_recbole.training.trainer import UR4RecTrainer
 
 ABLATION = {"retriever_weight": "0", "fusion": "none"}
 
@@ -132,26 +133,37 @@ def test_stage_switch_freezes_groups(tiny):
     retriever0 = {k: v.clone() for k, v in model.retriever.state_dict().items()}
     embedding0 = model.item_embedding.weight.detach().clone()
     trainer._train_epoch(train, 0)
-    assert model.fusion_name == "none" and model.retriever_weight == 0
+    assert model.fusion_name == "none" and model.term_weights["retrieval"] == 0
     for k, v in model.retriever.state_dict().items():
         torch.testing.assert_close(v, retriever0[k])
     assert not torch.allclose(model.item_embedding.weight, embedding0)
     trainer._train_epoch(train, 1)
-    assert model.fusion_name == "weighted" and model.retriever_weight == pytest.approx(0.1)
+    assert model.fusion_name == "weighted" and model.term_weights["retrieval"] == pytest.approx(0.1)
     assert not torch.allclose(model.retriever.proxies, retriever0["proxies"])
     assert [e["stage"] for e in trainer.epoch_history] == ["backbone", "joint"]
 
 
 def test_bad_stages_are_rejected():
+    groups = ("backbone", "retriever")
     with pytest.raises(ValueError, match=r"stages\[0\]\.epochs must be a positive int"):
-        parse_stages([{"name": "a", "epochs": 0}], 10)
+        parse_stages([{"name": "a", "epochs": 0}], groups)
     with pytest.raises(ValueError, match=r"unknown keys \['lr'\]"):
-        parse_stages([{"epochs": 1, "lr": 3}], 10)
-    assert parse_stages(None, 7) == [{"name": "joint", "epochs": 7, "train": ["all"]}]
+        parse_stages([{"epochs": 1, "lr": 3}], groups)
+    with pytest.raises(ValueError, match=r"unknown groups \['head'\]"):
+        parse_stages([{"epochs": 1, "train": ["head"]}], groups)
+    assert parse_stages(None, groups) is None
 
 
-def test_unknown_fusion_is_rejected(tiny):
-    _, overrides = tiny
-    config, _, train, _, _ = build_data({**overrides, "fusion": "average"})
-    with pytest.raises(ValueError, match="fusion \\['average'\\] unknown"):
-        UR4Rec(config, train._dataset)
+def test_bad_settings_are_rejected_before_any_data_is_loaded(tmp_path):
+    from ur4rec_recbole.config import Config
+
+    missing = {"data_path": str(tmp_path / "nowhere")}  # no atomic files: a data load would fail differently
+    for key, value, message in [
+        ("fusion", "average", r"setting fusion='average': expected one of \['cascade', 'gate', 'none'"),
+        ("n_proxies", "0", r"setting n_proxies=0: expected an int >= 1"),
+        ("retriever_weight", "-0.5", r"setting retriever_weight=-0.5: expected a number >= 0"),
+        ("retriever_heads", "3", r"expected a divisor of hidden_size=64"),
+        ("stages", "[{'epochs': 1, 'fusion': 'avg'}]", r"stages\[0\]\.fusion='avg'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            Config("UR4Rec", "tiny", cmd_overrides={**missing, key: value})

@@ -1,4 +1,4 @@
-"""The ground floor: atomic file writes.
+"""The ground floor: atomic file writes, JSON-able values, content hashes, the machine.
 
 Every file this package writes goes through :func:`atomic_path` (temp file in
 the same folder, then ``os.replace``), so a reader never sees a half-written
@@ -8,10 +8,13 @@ RecBole or any other module of the package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from collections.abc import Iterator
+import platform
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +58,61 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_json(path: str | os.PathLike, payload: Any) -> None:
     """Write ``payload`` as indented JSON to ``path`` atomically."""
     write_text(path, json.dumps(payload, indent=2, sort_keys=False))
+
+
+def plain_value(value: Any) -> Any:
+    """Turn a value into str/int/float/bool/None/list/dict only (enums, devices, numpy scalars)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [plain_value(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return plain_value(value.item())
+        except (ValueError, RuntimeError):
+            pass
+    return str(value)
+
+
+def plain_config(config) -> dict:
+    """A RecBole config's final settings as JSON-able primitives."""
+    return {str(k): plain_value(v) for k, v in config.final_config_dict.items()}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(header: str, pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
+    """Order-independent SHA-256 of a header and (key, value) pairs: the key of every content cache."""
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    digest = hashlib.sha256(header.encode())
+    for key, value in sorted(items):
+        digest.update(b"\0" + key.encode() + b"\1" + value.encode())
+    return digest.hexdigest()
+
+
+def machine() -> dict:
+    """Where a run happened, for reports: CPU, threads, accelerator."""
+    import torch  # here: io stays importable without torch's start-up cost
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+    }
+
+
+def dated_output(kind: str) -> Path:
+    """The default output folder of ``--compare``/``--hyper``: ``saved/<kind>-<date>-<time>/``."""
+    return Path("saved") / f"{kind}-{datetime.now():%Y%m%d-%H%M%S-%f}"

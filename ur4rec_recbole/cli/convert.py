@@ -1,10 +1,10 @@
 """Convert a raw public dataset to RecBole atomic files and the yaml UR4Rec reads.
 
-    python -m ur4rec_recbole.cli.convert movielens ~/Downloads/ml-1m.zip --name ml-1m --out dataset
-    python -m ur4rec_recbole.cli.convert amazon reviews_Beauty_5.json.gz meta_Beauty.json.gz \\
+    python -m ur4rec_recbole convert movielens ~/Downloads/ml-1m.zip --name ml-1m --out dataset
+    python -m ur4rec_recbole convert amazon reviews_Beauty_5.json.gz meta_Beauty.json.gz \\
         --name amazon-beauty --out dataset
-    python -m ur4rec_recbole.cli.convert lcrec Office.inter.json.xz Office.item.json.xz --name office --out dataset
-    python -m ur4rec_recbole.cli.convert csv clicks.tsv --user uid --item sku --time ts \\
+    python -m ur4rec_recbole convert lcrec Office.inter.json.xz Office.item.json.xz --name office --out dataset
+    python -m ur4rec_recbole convert csv clicks.tsv --user uid --item sku --time ts \\
         --item-file products.csv --text-cols name,category --profile-cols category --name shop --out dataset
 
 Writes ``DIR/NAME/NAME.{inter,item[,user]}`` and ``NAME.yaml`` (load_col, text
@@ -23,11 +23,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from ur4rec_recbole.cli.common import command
 from ur4rec_recbole.convert import FORMATS, Report, run_conversion
-from ur4rec_recbole.errors import EXIT_USAGE, InputError, one_line
 
 
-def build_parser(prog: str = "python -m ur4rec_recbole.cli.convert") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m ur4rec_recbole convert") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT",
@@ -59,15 +59,10 @@ def main(argv: list[str] | None = None) -> Report:
     args = parser.parse_args(argv)
     if "/" in args.name or args.name.startswith(".") or not args.name.strip():
         parser.error(f"--name {args.name!r} must be a plain folder name")
-    try:
+    with command(args.debug):  # bad input: one line on stderr, exit status 2 (--debug: the traceback)
         converter = FORMATS[args.format](args.sources, args)
         report = run_conversion(converter, args.name, args.out, args.min_user, args.min_item,
-                                "python -m ur4rec_recbole.cli.convert " + shlex.join(argv))
-    except InputError as err:  # bad input: one line, no traceback (--debug shows it)
-        if args.debug:
-            raise
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+                                "python -m ur4rec_recbole convert " + shlex.join(argv))
     if args.json:
         print(json.dumps(report.as_json(), indent=2))
     else:

@@ -1,6 +1,6 @@
 """Converters from raw public datasets to RecBole atomic files plus the yaml UR4Rec needs.
 
-``python -m ur4rec_recbole.cli.convert FORMAT SRC... --name NAME --out DIR``
+``python -m ur4rec_recbole convert FORMAT SRC... --name NAME --out DIR``
 writes ``DIR/NAME/NAME.{inter,item[,user],yaml}``. One module per source
 format, each a registered :class:`~ur4rec_recbole.convert.base.Converter`;
 the shared pieces are the streaming readers (``sources``), the text

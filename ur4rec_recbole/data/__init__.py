@@ -1,4 +1,4 @@
-"""Datasets of this package; ``utils.create_dataset`` looks for ``<model>Dataset`` here."""
+"""Datasets of this package; ``lookups.create_dataset`` looks for ``<model>Dataset`` here."""
 
 from ur4rec_recbole.data.dataset import UR4RecDataset
 

@@ -67,10 +67,7 @@ class UR4RecDataset(SequentialDataset):
         gives each target at least ``L - S`` items of context.
         """
         length = self.max_item_list_len
-        stride = self.config["train_stride"]
-        if stride is not None and (not isinstance(stride, int) or stride < 1):
-            raise ValueError(f"train_stride must be a positive int or None, got {stride!r}")
-        stride = min(stride or length, length)
+        stride = min(self.config["train_stride"] or length, length)  # checked by UR4Rec.check_settings
         users, histories, lengths, targets, starts = [], [], [], [], []
         for uid, seq in portions.items():
             for end in range(len(seq), 1, -stride):
@@ -92,7 +89,7 @@ class UR4RecDataset(SequentialDataset):
         """RecBole's (train, valid, test) split and each user's training portion, without features.
 
         The one place the leakage rule lives: text generation (``python -m
-        ur4rec_recbole.generate``) and training both take their histories from here.
+        ur4rec_recbole.cli.generate``) and training both take their histories from here.
         """
         datasets = super().build()
         return datasets, self.training_portions(datasets[0])

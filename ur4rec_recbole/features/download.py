@@ -41,12 +41,16 @@ from urllib.request import HTTPRedirectHandler, OpenerDirector, Request, build_o
 
 from tqdm import tqdm
 
-from ur4rec_recbole.features.images import IMAGE_FOLDER, downloaded_image, is_url, read_item_column
 from ur4rec_recbole.io import write_bytes, write_json
 
 USER_AGENT = "ur4rec-recbole/0.1 (item image downloader)"
 KEPT_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}  # PIL format -> suffix
 READ_BLOCK = 1 << 16
+
+
+def is_url(value: str) -> bool:
+    """Whether an ``item_image_field`` value is a web address to fetch (else a path in the dataset folder)."""
+    return value.startswith(("http://", "https://"))
 
 
 @dataclass
@@ -234,6 +238,8 @@ def download_images(urls: Mapping[str, str], folder: str | os.PathLike, options:
 
     ``report_file`` gets the report as JSON, also when the run is interrupted (``interrupted: true``).
     """
+    from ur4rec_recbole.features.images import downloaded_image  # here: the options stay importable without torch
+
     options = options or DownloadOptions()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -310,6 +316,8 @@ def download_report_path(data_path: str | os.PathLike, dataset: str) -> Path:
 
 def download_item_images(config, options: DownloadOptions | None = None) -> DownloadReport:
     """Fetch the images of ``config``'s dataset named by ``item_image_field`` URLs; write the report."""
+    from ur4rec_recbole.features.images import IMAGE_FOLDER, read_item_column
+
     field_name = config["item_image_field"]
     if not field_name:
         raise ValueError("item_image_field is not set: name the .item column that holds the image URLs "

@@ -18,7 +18,6 @@ downloaded unless ``image_download`` is set.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -33,13 +32,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ur4rec_recbole.features.table import atomic_tokens, load_vector_table, read_meta, save_vector_table
+from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.features.download import is_url
+from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table
+from ur4rec_recbole.io import content_hash, file_sha256, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 IMAGE_FOLDER = "images"
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(InputError):
     """Pretrained weights were asked for by tag but are not on this machine."""
 
 
@@ -79,11 +81,6 @@ def report_path(vector_path: str | os.PathLike) -> Path:
 def has_image_source(config) -> bool:
     """Whether the dataset names or holds item images (an ``images/`` folder or ``item_image_field``)."""
     return config["item_image_field"] is not None or (Path(config["data_path"]) / IMAGE_FOLDER).is_dir()
-
-
-def is_url(value: str) -> bool:
-    """Whether an ``item_image_field`` value is a web address (fetched by ``encode --download-images``)."""
-    return value.startswith(("http://", "https://"))
 
 
 def downloaded_image(folder: Path, token: str, listing: Mapping[str, Path] | None = None) -> Path | None:
@@ -152,29 +149,18 @@ def find_item_images(data_path: str | os.PathLike, dataset: str, tokens: Sequenc
     return found, missing
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_identity(pretrained: str | None) -> str:
     """What the cache key records about the weights: ``none``, the tag, or the checkpoint's bytes."""
     if pretrained is None:
         return "none"
     if Path(pretrained).is_file():
-        return f"file:{_file_digest(Path(pretrained))}"
+        return f"file:{file_sha256(pretrained)}"
     return f"tag:{pretrained}"
 
 
-def content_hash(images: Mapping[str, Path], model: str, weights: str, image_size: int | None) -> str:
-    """Hash of the model, its weights, the input size and every (token, image bytes) pair."""
-    digest = hashlib.sha256(f"{model}\0{weights}\0{image_size}".encode())
-    for token in sorted(images):
-        digest.update(b"\0" + token.encode() + b"\1" + _file_digest(images[token]).encode())
-    return digest.hexdigest()
+def images_hash(images: Mapping[str, Path], model: str, weights: str, image_size: int | None) -> str:
+    """Cache key: the model, its weights, the input size and every (token, image bytes) pair."""
+    return content_hash(f"{model}\0{weights}\0{image_size}", {t: file_sha256(p) for t, p in images.items()})
 
 
 def normalise_pretrained(value) -> str | None:
@@ -266,8 +252,6 @@ def extract_image_vectors(images: Mapping[str, Path], model, preprocess, device:
 
 def encode_item_images(config) -> ImageReport:
     """Write the item image table and its report for ``config``'s dataset, unless both are up to date."""
-    from ur4rec_recbole.quick_start import write_json
-
     data_path = Path(config["data_path"])
     item_field = config["ITEM_ID_FIELD"]
     sep = config["field_separator"]
@@ -278,9 +262,9 @@ def encode_item_images(config) -> ImageReport:
                                        config["item_image_field"], sep)
     arch, pretrained = config["image_model"], normalise_pretrained(config["image_pretrained"])
     out, report_file = image_vector_path(config), report_path(image_vector_path(config))
-    key = content_hash(images, arch, weights_identity(pretrained), config["image_size"])
+    key = images_hash(images, arch, weights_identity(pretrained), config["image_size"])
     report = ImageReport(arch, str(pretrained), len(tokens), missing=missing)
-    if read_meta(out).get("content_hash") == key and report_file.is_file():
+    if is_current(out, key) and report_file.is_file():
         getLogger().info(f"{out.name}: image vectors up to date (content hash {key[:12]}), not re-encoding")
         report.encoded = [str(t) for t in load_vector_table(out)[0]]
         report.corrupt, report.cached = json.loads(report_file.read_text())["corrupt"], True

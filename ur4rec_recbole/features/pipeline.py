@@ -18,9 +18,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from ur4rec_recbole.features.encode import encode_records
+from ur4rec_recbole.features.text_vectors import encode_records
 from ur4rec_recbole.features.images import encode_item_images, has_image_source, image_vector_path
-from ur4rec_recbole.features.modalities import parse_modalities
 from ur4rec_recbole.features.table import align_vectors, atomic_tokens, load_vector_table
 from ur4rec_recbole.texts.build import build_texts
 from ur4rec_recbole.texts.records import read_records
@@ -76,7 +75,7 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
     user_text, user_mask = _aligned(config, dataset, user_path, dataset.uid_field, ("inter", "user"), "user",
                                     item_text.shape[1])
     features = FeatureSet(item_text, item_mask, user_text, user_mask)
-    if "image" in parse_modalities(config["modalities"]):
+    if "image" in config["modalities"]:
         image_path = image_vector_path(config)
         if config["image_vector_file"] is None and has_image_source(config):
             encode_item_images(config)

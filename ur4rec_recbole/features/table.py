@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ur4rec_recbole.io import write_bytes
+
 
 def save_vector_table(path: str | os.PathLike, tokens: Sequence[str], vectors: np.ndarray, meta: dict) -> None:
     """Write a table atomically (temp file, then rename)."""
@@ -28,9 +30,7 @@ def save_vector_table(path: str | os.PathLike, tokens: Sequence[str], vectors: n
         raise ValueError(f"{path}: {len(tokens)} tokens for a vector array of shape {vectors.shape}")
     buffer = io.BytesIO()
     np.savez(buffer, tokens=np.asarray(tokens, dtype=str), vectors=vectors, meta=np.asarray(json.dumps(meta)))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    write_bytes(path, buffer.getvalue())
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -40,6 +40,11 @@ def read_meta(path: str | os.PathLike) -> dict:
             return json.loads(str(data["meta"]))
     except (OSError, KeyError, ValueError):
         return {}
+
+
+def is_current(path: str | os.PathLike, key: str) -> bool:
+    """Whether the table at ``path`` was written for the content hash ``key`` (the cache check of every table)."""
+    return read_meta(path).get("content_hash") == key
 
 
 def load_vector_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -8,6 +8,8 @@ sequence state ``[P, H]``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -47,11 +49,21 @@ class WeightedFusion(nn.Module):
 
 
 class GateFusion(WeightedFusion):
-    """``gate``: ``seq + g(state) * ret`` with a per-user gate ``g`` in (0, 1) from the sequence state."""
+    """``gate``: ``seq + g(state) * ret`` with a per-user gate ``g`` in (0, 1) from the sequence state.
+
+    ``fusion_weight`` is the gate's starting value: its bias starts at
+    ``logit(fusion_weight)`` (clipped to (0.001, 0.999)) and its weights at zero.
+    """
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__(config, hidden)
         self.gate = nn.Linear(hidden, 1)
+        self.initial_gate = min(max(float(config["fusion_weight"]), 1e-3), 1 - 1e-3)
+
+    def reset_gate(self) -> None:
+        """Start every user's gate at ``fusion_weight`` (the model calls this after its own initialisation)."""
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, math.log(self.initial_gate / (1 - self.initial_gate)))
 
     def fused(self, seq, ret, state) -> torch.Tensor:
         return seq + torch.sigmoid(self.gate(state)) * ret  # [P, 1] gate broadcast over items

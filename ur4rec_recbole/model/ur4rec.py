@@ -26,11 +26,13 @@ import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from ur4rec_recbole.data.dataset import TRAIN_FROM
-from ur4rec_recbole.features.modalities import parse_modalities
+from ur4rec_recbole.config.settings import require, require_choice, require_number
+from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
 from ur4rec_recbole.model.retriever import PreferenceRetriever
+from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
 
@@ -38,10 +40,37 @@ PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
 class UR4Rec(SASRec):
     """SASRec + preference retriever + learned fusion (see module docstring)."""
 
+    @classmethod
+    def check_settings(cls, config) -> None:
+        """Reject bad UR4Rec settings before any data is loaded; parse ``stages`` once (Config calls this)."""
+        require_choice(config, "loss_type", ("CE",))
+        require_number(config, "n_proxies", 1, integer=True)
+        require_number(config, "retriever_heads", 1, integer=True)
+        require(config, "retriever_heads", config["hidden_size"] % config["retriever_heads"] == 0,
+                f"a divisor of hidden_size={config['hidden_size']}")
+        require_number(config, "retriever_temperature", 0, strict_low=True)
+        require_number(config, "retriever_dropout", 0, 1)
+        for term in LOSS_TERMS.values():
+            require_number(config, term.weight_key, 0)
+        require_number(config, "contrastive_temperature", 0, strict_low=True)
+        require_choice(config, "fusion", FUSIONS)
+        require_choice(config, "modality_fusion", MODALITY_FUSIONS)
+        require_number(config, "fusion_weight", 0)
+        require_number(config, "cascade_k", 1, integer=True)
+        require_number(config, "train_batch_size", 1, integer=True)
+        stride = config["train_stride"]
+        require(config, "train_stride", stride is None or (isinstance(stride, int) and stride >= 1),
+                "a positive int or None")
+        stages = parse_stages(config["stages"], PARAMETER_GROUPS)
+        for i, stage in enumerate(stages or []):
+            if stage.get("fusion", config["fusion"]) not in FUSIONS:
+                raise InputError(f"setting stages[{i}].fusion={stage['fusion']!r}: expected one of {sorted(FUSIONS)}")
+        config["stages"] = stages
+        if stages:
+            config["epochs"] = sum(stage["epochs"] for stage in stages)
+
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)  # SASRec's layers, initialised as SASRec does
-        if self.loss_type != "CE":
-            raise ValueError(f"UR4Rec trains with loss_type CE, got {self.loss_type!r}")
         features = dataset.features
         self.USER_ID = config["USER_ID_FIELD"]
         self.register_buffer("item_text", features.item_text)  # [N, D]
@@ -56,30 +85,29 @@ class UR4Rec(SASRec):
             dropout=config["retriever_dropout"], temperature=config["retriever_temperature"],
             layer_norm_eps=self.layer_norm_eps,
         )
-        stages = config["stages"] or []
+        stages = config["stages"] or []  # parsed by check_settings
         fusion_names = {"none", config["fusion"]} | {s["fusion"] for s in stages if "fusion" in s}
-        unknown = fusion_names - set(FUSIONS)
-        if unknown:
-            raise ValueError(f"fusion {sorted(unknown)} unknown; choose from {sorted(FUSIONS)}")
         self.fusions = torch.nn.ModuleDict({n: FUSIONS[n](config, self.hidden_size) for n in sorted(fusion_names)})
         self.retriever.apply(self._init_weights)
         self.fusions.apply(self._init_weights)
+        for fusion in self.fusions.values():
+            if hasattr(fusion, "reset_gate"):
+                fusion.reset_gate()
         torch.nn.init.normal_(self.retriever.proxies, std=self.initializer_range)
         self._init_images(config, features)  # after the text model's layers, so its initialisation is unchanged
         self.loss_terms = applicable_terms(self.modalities)
-        self.term_weights = {n: float(config[LOSS_TERMS[n].weight_key]) for n in self.loss_terms}
         self.contrastive_temperature = float(config["contrastive_temperature"])
         self.uncertainty = UncertaintyWeighting(self.loss_terms) if config["uncertainty_weighting"] else None
 
-        # what a stage may change; saved in checkpoints through other_parameter()
-        self.other_parameter_name = ["fusion_name", "retriever_weight"]
-        self.configured = {"fusion": config["fusion"], "retriever_weight": float(config["retriever_weight"])}
-        self.fusion_name: str = self.configured["fusion"]
-        self.retriever_weight: float = self.configured["retriever_weight"]
+        # the loss settings in force (a stage may change them); saved in checkpoints through other_parameter()
+        self.other_parameter_name = ["fusion_name", "term_weights"]
+        self._configured = (config["fusion"], {n: float(config[LOSS_TERMS[n].weight_key]) for n in self.loss_terms})
+        self.fusion_name: str = self._configured[0]
+        self.term_weights: dict[str, float] = dict(self._configured[1])  # auxiliary loss -> weight
 
     def _init_images(self, config, features) -> None:
         """Image adapter and modality fusion, when ``modalities`` includes ``image``."""
-        self.modalities = parse_modalities(config["modalities"])
+        self.modalities = config["modalities"]  # a tuple, parsed by the Config
         self.image_modules = torch.nn.ModuleDict()
         if "image" not in self.modalities:
             return
@@ -89,10 +117,7 @@ class UR4Rec(SASRec):
         self.register_buffer("item_image_mask", features.item_image_mask)  # [N]
         self.image_modules["adapter"] = ImageAdapter(features.item_image.shape[1], self.hidden_size)
         if len(self.modalities) > 1:
-            name = config["modality_fusion"]
-            if name not in MODALITY_FUSIONS:
-                raise ValueError(f"modality_fusion {name!r} unknown; choose from {sorted(MODALITY_FUSIONS)}")
-            self.image_modules["fusion"] = MODALITY_FUSIONS[name](self.hidden_size)
+            self.image_modules["fusion"] = MODALITY_FUSIONS[config["modality_fusion"]](self.hidden_size)
         self.image_modules.apply(self._init_weights)
 
     # -- stages -------------------------------------------------------------
@@ -110,16 +135,14 @@ class UR4Rec(SASRec):
 
         Settings a stage leaves out take their configured values, not the previous stage's.
         """
-        train = set(stage.get("train", ["all"]))
-        unknown = train - set(PARAMETER_GROUPS) - {"all"}
-        if unknown:
-            raise ValueError(f"stage {stage.get('name')!r} trains unknown groups {sorted(unknown)}; "
-                             f"choose from {PARAMETER_GROUPS} or 'all'")
+        train = set(stage["train"])
         for name, params in self.parameter_groups().items():
             for p in params:
                 p.requires_grad_("all" in train or name in train)
-        self.fusion_name = stage.get("fusion", self.configured["fusion"])
-        self.retriever_weight = float(stage.get("retriever_weight", self.configured["retriever_weight"]))
+        fusion, weights = self._configured
+        self.fusion_name = stage.get("fusion", fusion)
+        self.term_weights = {**weights, **({"retrieval": float(stage["retriever_weight"])}
+                                            if "retriever_weight" in stage and "retrieval" in weights else {})}
 
     @property
     def fusion(self):
@@ -135,9 +158,8 @@ class UR4Rec(SASRec):
         return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]  # [B, L, H]
 
     def active_terms(self) -> dict[str, float]:
-        """Auxiliary losses switched on now, with their fixed weights (a stage may change the retrieval one)."""
-        weights = {**self.term_weights, "retrieval": self.retriever_weight}
-        return {name: w for name, w in weights.items() if name in self.term_weights and w > 0}
+        """Auxiliary losses switched on now, with their weights (a stage may change the retrieval one)."""
+        return {name: w for name, w in self.term_weights.items() if w > 0}
 
     def item_views(self) -> ItemViews:
         """Each modality's representation of every item. ``[N, H]``"""

@@ -28,7 +28,7 @@ _REFUSAL = re.compile(
 
 @dataclass
 class GenerationOptions:
-    """How prompts are sent; the CLI flags of ``python -m ur4rec_recbole.generate`` map onto these."""
+    """How prompts are sent; the CLI flags of ``python -m ur4rec_recbole.cli.generate`` map onto these."""
 
     backend: str
     llm_model: str

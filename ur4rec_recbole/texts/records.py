@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from ur4rec_recbole.io import atomic_path
+
 USER_KIND = "user_pref"
 ITEM_KIND = "item_know"
 
@@ -40,15 +42,11 @@ def text_path(data_path: str | os.PathLike, dataset: str, kind: str, source: str
 
 def write_records(path: str | os.PathLike, records: Iterable[TextRecord]) -> None:
     """Write records as JSONL atomically: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
             row = asdict(record)
             extra = row.pop("extra")
             handle.write(json.dumps({**row, **extra}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def read_records(path: str | os.PathLike) -> dict[str, TextRecord]:

@@ -1,0 +1,259 @@
+"""Item image vectors with open_clip, cached by content hash.
+
+Where images come from (one per item, named by the raw item token):
+
+- ``<data_path>/images/<token>.{jpg,jpeg,png,webp}`` by default, or
+- the ``.item`` column named by ``item_image_field``, holding a path relative
+  to the dataset folder ``<data_path>``.
+
+Items with no image, and images that cannot be decoded, are left out of the
+vector table and listed, with the reason, in the report file next to it; the
+model then sees them through the has-image mask (README, "Item images").
+Weights: ``image_pretrained`` is ``none`` (untrained architecture), a local
+checkpoint path, or an open_clip tag read from the local cache; nothing is
+downloaded unless ``image_download`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from logging import getLogger
+from pathlib import Path
+from time import time
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table
+from ur4rec_recbole.io import content_hash, file_sha256, write_json
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_FOLDER = "images"
+
+
+class WeightsUnavailable(InputError):
+    """Pretrained weights were asked for by tag but are not on this machine."""
+
+
+@dataclass
+class ImageReport:
+    """What an extraction did; written as JSON next to the vector table."""
+
+    model: str
+    pretrained: str
+    items: int
+    encoded: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # token -> why there is no image
+    corrupt: dict[str, str] = field(default_factory=dict)  # token -> path and decoding error
+    seconds: float = 0.0
+    cached: bool = False
+
+    def as_json(self) -> dict:
+        return {
+            "model": self.model, "pretrained": self.pretrained, "items": self.items,
+            "encoded": len(self.encoded), "missing_count": len(self.missing), "corrupt_count": len(self.corrupt),
+            "seconds": self.seconds, "cached": self.cached,
+            "images_per_second": len(self.encoded) / self.seconds if self.seconds else None,
+            "missing": self.missing, "corrupt": self.corrupt,
+        }
+
+
+def image_vector_path(config) -> Path:
+    """``image_vector_file`` or ``<data_path>/<dataset>.image_vec.npz``."""
+    return Path(config["image_vector_file"] or Path(config["data_path"]) / f"{config['dataset']}.image_vec.npz")
+
+
+def report_path(vector_path: str | os.PathLike) -> Path:
+    vector_path = Path(vector_path)
+    return vector_path.with_name(f"{vector_path.stem}.report.json")
+
+
+def has_image_source(config) -> bool:
+    """Whether the dataset names or holds item images (an ``images/`` folder or ``item_image_field``)."""
+    return config["item_image_field"] is not None or (Path(config["data_path"]) / IMAGE_FOLDER).is_dir()
+
+
+def find_item_images(data_path: str | os.PathLike, dataset: str, tokens: Sequence[str], item_field: str,
+                     image_field: str | None = None, sep: str = "\t") -> tuple[dict[str, Path], dict[str, str]]:
+    """Image file per item token, and the reason for every token that has none."""
+    data_path = Path(data_path)
+    found: dict[str, Path] = {}
+    missing: dict[str, str] = {}
+    if image_field is None:
+        folder = data_path / IMAGE_FOLDER
+        listing = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
+        for token in tokens:
+            path = next((listing[token + s] for s in IMAGE_SUFFIXES if token + s in listing), None)
+            if path is None:
+                missing[token] = f"no file {IMAGE_FOLDER}/{token}.{{{','.join(s[1:] for s in IMAGE_SUFFIXES)}}}"
+            else:
+                found[token] = path
+        return found, missing
+    item_file = data_path / f"{dataset}.item"
+    if not item_file.is_file():
+        raise FileNotFoundError(f"item_image_field is {image_field!r} but {item_file} does not exist")
+    with open(item_file, encoding="utf-8") as handle:
+        names = [column.split(":")[0] for column in handle.readline().rstrip("\r\n").split(sep)]
+    for needed in (item_field, image_field):
+        if needed not in names:
+            raise ValueError(f"{item_file}: no column {needed!r} (item_image_field); columns are {names}")
+    table = pd.read_csv(item_file, sep=sep, usecols=[names.index(item_field), names.index(image_field)],
+                        dtype=str, keep_default_na=False)
+    table.columns = [names[i] for i in sorted((names.index(item_field), names.index(image_field)))]
+    paths = dict(zip(table[item_field], table[image_field]))
+    for token in tokens:
+        relative = paths.get(token)
+        if relative is None:
+            missing[token] = f"no row in {item_file.name}"
+        elif not relative.strip():
+            missing[token] = f"empty {image_field} in {item_file.name}"
+        elif not (data_path / relative).is_file():
+            missing[token] = f"{image_field} names {relative}, which does not exist"
+        else:
+            found[token] = data_path / relative
+    return found, missing
+
+
+def weights_identity(pretrained: str | None) -> str:
+    """What the cache key records about the weights: ``none``, the tag, or the checkpoint's bytes."""
+    if pretrained is None:
+        return "none"
+    if Path(pretrained).is_file():
+        return f"file:{file_sha256(pretrained)}"
+    return f"tag:{pretrained}"
+
+
+def images_hash(images: Mapping[str, Path], model: str, weights: str, image_size: int | None) -> str:
+    """Cache key: the model, its weights, the input size and every (token, image bytes) pair."""
+    return content_hash(f"{model}\0{weights}\0{image_size}", {t: file_sha256(p) for t, p in images.items()})
+
+
+def normalise_pretrained(value) -> str | None:
+    """``none``/None/'' -> None (untrained); anything else is a tag or a path."""
+    return None if value is None or str(value).strip().lower() in ("", "none") else str(value)
+
+
+@contextmanager
+def _hub_offline(enabled: bool) -> Iterator[None]:
+    # huggingface_hub reads this flag at call time; while it is set a missing file
+    # fails at once instead of after a minute of network retries
+    import huggingface_hub.constants as hub
+
+    before = hub.HF_HUB_OFFLINE
+    hub.HF_HUB_OFFLINE = enabled or before
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = before
+
+
+def load_image_model(arch: str, pretrained: str | None, device: str, image_size: int | None = None,
+                     download: bool = False):
+    """open_clip ``(model, preprocess)`` in eval mode; clear errors for unknown names and absent weights."""
+    import open_clip
+
+    if arch not in open_clip.list_models():
+        raise ValueError(f"image_model {arch!r} is not an open_clip architecture; see open_clip.list_models()")
+    is_tag = pretrained is not None and not Path(pretrained).is_file()
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if is_tag and pretrained not in tags:
+        raise ValueError(
+            f"image_pretrained {pretrained!r} is neither a file nor an open_clip tag of {arch} "
+            f"(tags: {tags or 'none'}); pass a local checkpoint path or 'none'"
+        )
+    try:
+        with _hub_offline(not download):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=pretrained, device=device, force_image_size=image_size,
+            )
+    except (RuntimeError, FileNotFoundError, OSError) as err:
+        if not is_tag:
+            raise
+        why = "could not be downloaded" if download else "are not downloaded (image_download is False)"
+        raise WeightsUnavailable(
+            f"open_clip weights {arch}/{pretrained} are not on this machine and {why}: "
+            f"{str(err).splitlines()[0][:200]}. Download the checkpoint elsewhere (e.g. "
+            f"open_clip_pytorch_model.bin of that tag) and pass its local path: "
+            f"--image-pretrained /path/to/checkpoint (or image_pretrained in yaml), "
+            f"or 'none' for an untrained model."
+        ) from err
+    return model.eval(), preprocess
+
+
+def _read_image(path: Path, preprocess) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()  # decode now, so a truncated file fails here and not later
+        return preprocess(image.convert("RGB"))
+
+
+def extract_image_vectors(images: Mapping[str, Path], model, preprocess, device: str,
+                          batch_size: int) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """L2-normalised image vectors of every decodable image; ``{token: reason}`` for the others."""
+    from PIL import Image, UnidentifiedImageError
+
+    tokens = sorted(images)
+    encoded, chunks, corrupt = [], [], {}
+    bar = tqdm(total=len(tokens), desc="item images", unit="img")
+    for start in range(0, len(tokens), batch_size):
+        batch, names = [], []
+        for token in tokens[start : start + batch_size]:
+            try:
+                batch.append(_read_image(images[token], preprocess))
+                names.append(token)
+            except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
+                corrupt[token] = f"{images[token]}: {type(err).__name__}: {err}"
+        if batch:
+            with torch.no_grad():
+                vectors = model.encode_image(torch.stack(batch).to(device), normalize=True)  # [b, D]
+            chunks.append(vectors.float().cpu().numpy())
+            encoded += names
+        bar.update(len(tokens[start : start + batch_size]))
+    bar.close()
+    dim = int(model.visual.output_dim)
+    return encoded, np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), corrupt
+
+
+def encode_item_images(config) -> ImageReport:
+    """Write the item image table and its report for ``config``'s dataset, unless both are up to date."""
+    data_path = Path(config["data_path"])
+    item_field = config["ITEM_ID_FIELD"]
+    sep = config["field_separator"]
+    tokens = sorted(atomic_tokens(data_path, config["dataset"], item_field, ("inter", "item"), sep))
+    if not tokens:
+        raise ValueError(f"no item tokens in {data_path}/{config['dataset']}.{{inter,item}}")
+    images, missing = find_item_images(data_path, config["dataset"], tokens, item_field,
+                                       config["item_image_field"], sep)
+    arch, pretrained = config["image_model"], normalise_pretrained(config["image_pretrained"])
+    out, report_file = image_vector_path(config), report_path(image_vector_path(config))
+    key = images_hash(images, arch, weights_identity(pretrained), config["image_size"])
+    report = ImageReport(arch, str(pretrained), len(tokens), missing=missing)
+    if is_current(out, key) and report_file.is_file():
+        getLogger().info(f"{out.name}: image vectors up to date (content hash {key[:12]}), not re-encoding")
+        report.encoded = [str(t) for t in load_vector_table(out)[0]]
+        report.corrupt, report.cached = json.loads(report_file.read_text())["corrupt"], True
+        return report
+
+    device = config["image_device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, preprocess = load_image_model(arch, pretrained, device, config["image_size"], config["image_download"])
+    start = time()
+    report.encoded, vectors, report.corrupt = extract_image_vectors(
+        images, model, preprocess, device, config["image_batch_size"])
+    report.seconds = time() - start
+    meta = {"content_hash": key, "encoder": f"open_clip:{arch}", "pretrained": str(pretrained),
+            "image_size": config["image_size"], "count": len(report.encoded)}
+    save_vector_table(out, report.encoded, vectors, meta)
+    write_json(report_file, report.as_json())
+    skipped = len(missing) + len(report.corrupt)
+    log = getLogger().warning if skipped else getLogger().info
+    log(f"{out.name}: {len(report.encoded)} of {len(tokens)} items have an image vector; {len(missing)} without "
+        f"an image, {len(report.corrupt)} unreadable (listed in {report_file}); they use the has-image mask")
+    return report

@@ -1,0 +1,242 @@
+"""``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` from the per-run records.
+
+Paired test: for each model against the first one, each test user's NDCG@10
+is averaged over the seeds both models finished, and the two-sided Wilcoxon
+signed-rank test (``scipy.stats.wilcoxon``, zero differences dropped) runs over
+users; a paired t-test over the same pairs is given too. Users, not
+(user, seed) pairs, are the independent units: seeds re-train on the same users.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from ur4rec_recbole.run.compare.spec import RunSpec
+from ur4rec_recbole.io import atomic_path, machine, write_json, write_text
+
+PAIRED_METRIC = "ndcg@10"
+TEST_METRICS = tuple(f"{m}@{k}" for k in (10, 20) for m in ("recall", "ndcg", "mrr", "hit"))
+COST_FIELDS = ("seconds_per_epoch", "total_seconds", "best_epoch")
+TEST_NAME = "two-sided Wilcoxon signed-rank test over users (per-user test NDCG@10 averaged over common seeds)"
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
+def _per_user(record: dict) -> dict[int, float]:
+    per_user = record["per_user_test"]
+    return dict(zip(per_user["user_id"], per_user[PAIRED_METRIC]))
+
+
+def paired_test(base: dict[int, dict], other: dict[int, dict]) -> dict:
+    """Relative change and p-values of ``other`` against ``base``: ``{seed: ok record}`` each."""
+    seeds = sorted(set(base) & set(other))
+    if not seeds:
+        return {"seeds": [], "note": "no seed finished for both models"}
+    users = None
+    base_sum, other_sum = {}, {}
+    for seed in seeds:
+        b, o = _per_user(base[seed]), _per_user(other[seed])
+        if set(b) != set(o) or (users is not None and set(b) != users):
+            raise ValueError(f"seed {seed}: the two models were tested on different users; "
+                             "the split must be the same for a paired test")
+        users = set(b)
+        for u in users:
+            base_sum[u] = base_sum.get(u, 0.0) + b[u]
+            other_sum[u] = other_sum.get(u, 0.0) + o[u]
+    order = sorted(users)
+    x = np.array([other_sum[u] for u in order]) / len(seeds)  # [U]
+    y = np.array([base_sum[u] for u in order]) / len(seeds)  # [U]
+    diff = x - y
+    if np.all(diff == 0):
+        wilcoxon_p, ttest_p = 1.0, 1.0  # identical rankings: no evidence of a difference
+    else:
+        wilcoxon_p = float(stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
+        ttest_p = float(stats.ttest_rel(x, y).pvalue)
+    base_mean = float(y.mean())
+    return {
+        "seeds": seeds,
+        "n_users": len(order),
+        "mean": float(x.mean()),
+        "baseline_mean": base_mean,
+        "relative_change": (float(x.mean()) - base_mean) / base_mean if base_mean else None,
+        "wilcoxon_p": wilcoxon_p,
+        "ttest_p": None if math.isnan(ttest_p) else ttest_p,
+    }
+
+
+def _run_entry(record: dict) -> dict:
+    """What benchmark.json keeps of one run (per-user values stay in runs/)."""
+    if record["status"] != "ok":
+        return {k: record[k] for k in ("seed", "status", "error")}
+    keep = ("seed", "status", "best_valid_result", "test_result", "train_seconds", "epochs_run",
+            *COST_FIELDS, "epoch_history", "machine", "config")
+    return {k: record.get(k) for k in keep}
+
+
+def summarize(specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str, records: Sequence[dict]) -> dict:
+    """Everything benchmark.json holds: per-seed numbers, means and stds, paired tests."""
+    by_label: dict[str, dict[int, dict]] = {s.label: {} for s in specs}
+    for record in records:
+        by_label[record["label"]][record["seed"]] = record
+    valid_metric = next((r["config"]["valid_metric"].lower() for r in records if r["status"] == "ok"), None)
+    baseline = {seed: r for seed, r in by_label[specs[0].label].items() if r["status"] == "ok"}
+    models = []
+    for i, spec in enumerate(specs):
+        runs = [by_label[spec.label][seed] for seed in seeds]
+        ok = {r["seed"]: r for r in runs if r["status"] == "ok"}
+        summary: dict = {}
+        if ok:
+            summary[f"valid {valid_metric}"] = _mean_std([r["best_valid_result"].get(valid_metric) for r in ok.values()])
+            for metric in TEST_METRICS:
+                if all(metric in r["test_result"] for r in ok.values()):
+                    summary[f"test {metric}"] = _mean_std([r["test_result"][metric] for r in ok.values()])
+            for name in COST_FIELDS:
+                summary[name] = _mean_std([r[name] for r in ok.values()])
+        models.append({
+            "label": spec.label,
+            "model": spec.model,
+            "overrides": dict(spec.overrides),
+            "n_ok": len(ok),
+            "n_failed": len(runs) - len(ok),
+            "summary": {k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
+            f"vs {specs[0].label}": None if i == 0 or not ok or not baseline else paired_test(baseline, ok),
+            "runs": [_run_entry(r) for r in runs],
+        })
+    return {
+        "dataset": dataset,
+        "seeds": list(seeds),
+        "valid_metric": valid_metric,
+        "baseline": specs[0].label,
+        "paired_test": TEST_NAME,
+        "machine": machine(),
+        "models": models,
+    }
+
+
+_PRETTY = {"recall": "Recall", "ndcg": "NDCG", "mrr": "MRR", "hit": "Hit", "precision": "Precision"}
+
+
+def pretty(metric: str) -> str:
+    """``ndcg@10`` -> ``NDCG@10``, as RecBole writes metric names in configs."""
+    name, _, k = metric.partition("@")
+    return f"{_PRETTY.get(name, name)}@{k}" if k else _PRETTY.get(name, name)
+
+
+def _cell(stat: dict | None, digits: int = 4) -> str:
+    if stat is None or stat["mean"] is None:
+        return "–"
+    text = f"{stat['mean']:.{digits}f}"
+    return text if stat["std"] is None else f"{text} ± {stat['std']:.{digits}f}"
+
+
+def markdown(bench: dict) -> str:
+    """benchmark.md: one row per model, failures and the paired test spelled out."""
+    valid = pretty(bench["valid_metric"] or "valid metric")
+    metrics = [m for m in TEST_METRICS if any(f"test {m}" in e["summary"] for e in bench["models"])]
+    base = bench["baseline"]
+    header = ["model", "runs ok", f"valid {valid}", *(f"test {pretty(m)}" for m in metrics),
+              "train s/epoch", "total s", "best epoch", f"Δ test {pretty(PAIRED_METRIC)} vs `{base}`", "p (Wilcoxon)", "p (t)"]
+    lines = [
+        f"# Benchmark on {bench['dataset']}, seeds {', '.join(map(str, bench['seeds']))}",
+        "",
+        "Every run: the same split and full-ranking evaluator (RecBole's, from one Config chain); "
+        f"the checkpoint with the best validation {valid} is the one tested. Mean ± sample std over seeds.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    failures = []
+    for entry in bench["models"]:
+        s = entry["summary"]
+        vs = entry.get(f"vs {base}")
+        change = p_w = p_t = "–"
+        if vs and vs.get("relative_change") is not None:
+            change = f"{100 * vs['relative_change']:+.1f}%"
+            p_w = f"{vs['wilcoxon_p']:.3g}"
+            p_t = "–" if vs["ttest_p"] is None else f"{vs['ttest_p']:.3g}"
+        cells = [f"`{entry['label']}`", f"{entry['n_ok']}/{entry['n_ok'] + entry['n_failed']}"]
+        if entry["n_ok"]:
+            cells += [_cell(s.get(f"valid {bench['valid_metric']}")), *(_cell(s.get(f"test {m}")) for m in metrics),
+                      _cell(s["seconds_per_epoch"], 1), _cell(s["total_seconds"], 0), _cell(s["best_epoch"], 1)]
+        else:
+            cells += ["failed"] * (len(metrics) + 4)
+        lines.append("| " + " | ".join(cells + [change, p_w, p_t]) + " |")
+        failures += [f"- `{entry['label']}` seed {r['seed']}: {r['error']}" for r in entry["runs"] if r["status"] != "ok"]
+    if failures:
+        lines += ["", "Failed runs (error; traceback in `runs/`):", *failures]
+    where = bench["machine"]
+    lines += [
+        "",
+        f"Paired test against `{base}`: {bench['paired_test']}; the paired t-test over the same "
+        "pairs is the last column. Δ is the relative change of the mean test NDCG@10 over the seeds both finished.",
+        "",
+        f"Machine: {where['processor']}, {where['cpu_count']} cores, {where['torch_threads']} torch threads, "
+        f"GPU: {where['cuda'] or 'none'}, torch {where['torch']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(bench: dict, path: Path) -> None:
+    """Test NDCG@10 per model with error bars, and validation learning curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    valid = bench["valid_metric"] or PAIRED_METRIC
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels, means, stds = [], [], []
+    for i, entry in enumerate(bench["models"]):
+        stat = entry["summary"].get(f"test {PAIRED_METRIC}")
+        labels.append(entry["label"])
+        means.append(stat["mean"] if stat else 0.0)
+        stds.append((stat["std"] or 0.0) if stat else 0.0)
+        color = f"C{i}"
+        histories = [r["epoch_history"] for r in entry["runs"] if r["status"] == "ok"]
+        for history in histories:
+            xs = [e["epoch"] for e in history if "valid" in e]
+            curves.plot(xs, [e["valid"][valid] for e in history if "valid" in e], color=color, alpha=0.25, lw=1)
+        n_epochs = max((len(h) for h in histories), default=0)
+        mean_curve = [np.mean([h[k]["valid"][valid] for h in histories if len(h) > k and "valid" in h[k]])
+                      for k in range(n_epochs)]
+        if mean_curve:
+            curves.plot(range(n_epochs), mean_curve, color=color, marker="o", ms=3, label=entry["label"])
+    colors = [f"C{i}" for i in range(len(labels))]
+    drawn = bars.bar(range(len(labels)), means, yerr=stds, capsize=4, color=colors)
+    bars.bar_label(drawn, fmt="%.4f", label_type="center", color="white", fontsize=8)
+    bars.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    bars.set_ylabel(f"test {pretty(PAIRED_METRIC)} (mean ± std over seeds)")
+    bars.set_title("Test")
+    curves.set_xlabel("epoch")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    curves.set_ylabel(f"validation {pretty(valid)}")
+    curves.set_title("Learning curves (thin: one seed; bold: mean)")
+    if curves.lines:
+        curves.legend(fontsize=8)
+    fig.suptitle(f"{bench['dataset']}, seeds {', '.join(map(str, bench['seeds']))}")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def write_report(output: Path, specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str,
+                 records: Sequence[dict]) -> dict:
+    """Write benchmark.json, benchmark.md and benchmark.png into ``output``; return the json content."""
+    bench = summarize(specs, seeds, dataset, records)
+    write_json(output / "benchmark.json", bench)
+    write_text(output / "benchmark.md", markdown(bench))
+    plot(bench, output / "benchmark.png")
+    return bench
+

@@ -1,0 +1,91 @@
+"""Train every model of a ``--compare`` list for every seed, one results file per run.
+
+Each run goes through :func:`ur4rec_recbole.run.single.run` (same Config
+chain, split, evaluator and trainer for UR4Rec and RecBole's models) with the
+seed as RecBole's ``seed`` setting; the split (leave-one-out by time) does not
+depend on the seed. Every run writes ``OUTPUT/runs/<label>-seed<k>.json``
+atomically: a finished run is skipped when the command is repeated with the
+same ``--output``; a failed run writes a failure record (error and traceback),
+the other runs go on, and a repeated command tries the failed run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import traceback
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import yaml
+from tqdm import tqdm
+
+from ur4rec_recbole.run.compare.report import write_report
+from ur4rec_recbole.run.compare.spec import RunSpec
+from ur4rec_recbole.io import dated_output, write_json
+from ur4rec_recbole.run.single import run
+
+FIRST_SEED = 2020  # --seeds N runs seeds 2020 .. 2020 + N - 1
+REPORTED_TOPK = "[10, 20]"  # Recall/NDCG/MRR/Hit at 10 and 20 unless topk is set explicitly
+
+
+def seeds_for(n: int) -> list[int]:
+    """The ``n`` seeds of ``--seeds n``."""
+    if n < 1:
+        raise ValueError(f"--seeds must be at least 1, got {n}")
+    return [FIRST_SEED + i for i in range(n)]
+
+
+def run_stem(label: str, seed: int) -> str:
+    """A file-name-safe, collision-free stem for one (label, seed)."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")[:60]
+    digest = hashlib.sha1(label.encode()).hexdigest()[:6]
+    return f"{slug}-{digest}-seed{seed}"
+
+
+def _in_files(key: str, config_file_list: Sequence[str] | None) -> bool:
+    """Whether any of the user's yaml files sets ``key``."""
+    return any(key in (yaml.safe_load(Path(f).read_text()) or {}) for f in config_file_list or [])
+
+
+def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
+            config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str]) -> dict:
+    """Train and test one (model, seed); return its record (``status`` ok or failed)."""
+    record = {"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides), "seed": seed}
+    overrides = {**cmd_overrides, **spec.overrides, "seed": str(seed),
+                 "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
+    if "topk" not in overrides and not _in_files("topk", config_file_list):
+        overrides["topk"] = REPORTED_TOPK
+    try:
+        results = run(model=spec.model, dataset=dataset, config_file_list=config_file_list,
+                      cmd_overrides=overrides, per_user=True)
+    except Exception as err:  # one model's failure must not stop the others
+        return {**record, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc()}
+    return {**record, "status": "ok", **results}
+
+
+def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output: str | Path | None = None,
+            config_file_list: Sequence[str] | None = None,
+            cmd_overrides: Mapping[str, str] | None = None) -> dict:
+    """Run (or reuse) every (spec, seed), then write benchmark.md/json/png; return benchmark.json's content."""
+    output = Path(output) if output is not None else dated_output("compare")
+    cmd_overrides = dict(cmd_overrides or {})
+    for where, keys in [("the command line", cmd_overrides)] + [(s.label, s.overrides) for s in specs]:
+        if "seed" in keys:
+            raise ValueError(f"seed is set in {where}; with --compare the seeds come from --seeds")
+    runs_dir = output / "runs"
+    records = []
+    jobs = [(spec, seed) for spec in specs for seed in seeds]
+    for spec, seed in tqdm(jobs, desc="compare", unit="run"):
+        path = runs_dir / f"{run_stem(spec.label, seed)}.json"
+        if path.is_file():
+            previous = json.loads(path.read_text())
+            if previous.get("status") == "ok":
+                records.append(previous)
+                continue
+        record = run_one(spec, seed, dataset, output, config_file_list, cmd_overrides)
+        write_json(path, record)
+        records.append(record)
+    return write_report(output, specs, seeds, dataset, records)

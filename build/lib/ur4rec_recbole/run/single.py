@@ -1,0 +1,134 @@
+"""One train-and-test run, the same for UR4Rec and every RecBole model."""
+
+from __future__ import annotations
+
+import os
+import sys
+from logging import getLogger
+from time import time
+from typing import Any, Callable, Mapping, Sequence
+
+from recbole.data import data_preparation
+from recbole.utils import init_seed, set_color
+
+from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
+from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.run.metrics import per_user_ndcg, random_state, set_random_state
+from ur4rec_recbole.run.prepare import prepare_run
+
+REPORTED_METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
+
+
+def run(
+    model: str = "UR4Rec",
+    dataset: str = "ml-100k",
+    config_file_list: Sequence[str] | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+    cmd_overrides: Mapping[str, str] | None = None,
+    results_path: str | os.PathLike | None = None,
+    saved: bool = True,
+    resume: str | os.PathLike | None = None,
+    callback_fn: Callable[[int, float], None] | None = None,
+    per_user: bool = False,
+    test: bool = True,
+) -> dict:
+    """Train ``model`` on ``dataset`` with RecBole's split and evaluator; return the results.
+
+    ``resume`` continues from a checkpoint written by an earlier run.
+    ``callback_fn(epoch_idx, valid_score)`` is RecBole's per-validation hook
+    (Ray Tune reports through it); ``per_user`` adds each test user's NDCG@10
+    (``per_user_test``) for paired tests between models. ``test=False`` stops
+    after training and validation (hyperparameter trials never read the test set).
+    The returned dict is what ``--results`` writes as JSON.
+    """
+    start = time()
+    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides)
+    config, logger = prepared.config, getLogger()
+    logger.info(sys.argv)
+    train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if resume is not None:
+        trainer.resume_checkpoint(resume)
+
+    fit_start = time()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
+    )
+    train_seconds = time() - fit_start
+    test_result = None
+    if test:
+        before_test = random_state()
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+
+    epochs = trainer.epoch_history
+    results = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "best_valid_score": plain_value(best_valid_score),
+        "best_valid_result": plain_value(dict(best_valid_result or {})),
+        "test_result": plain_value(dict(test_result)) if test_result is not None else None,
+        "train_seconds": train_seconds,
+        "seconds_per_epoch": sum(e["train_seconds"] for e in epochs) / max(len(epochs), 1),
+        "epochs_run": len(epochs),
+        "best_epoch": best_epoch(epochs, config["valid_metric"], config["valid_metric_bigger"]),
+        "machine": machine(),
+        "total_seconds": time() - start,
+        "checkpoint": trainer.saved_model_file if saved else None,
+        "epoch_history": epochs,
+        "config": plain_config(config),
+    }
+    if per_user and test:
+        set_random_state(before_test)  # sampled evaluation then draws the same candidates again
+        results["per_user_test"] = per_user_ndcg(trainer, test_data)
+    logger.info(set_color("best valid ", "yellow") + f": {results['best_valid_result']}")
+    if test:
+        logger.info(set_color("test result", "yellow") + f": {results['test_result']}")
+    if results_path is not None:
+        write_json(results_path, results)
+    return results
+
+
+def test_saved_model(model: str, dataset: str, checkpoint: str | os.PathLike,
+                     config_file_list: Sequence[str] | None = None, config_dict: Mapping[str, Any] | None = None,
+                     cmd_overrides: Mapping[str, str] | None = None) -> dict:
+    """Test a checkpoint saved by :func:`run` once, with the configuration it was trained with.
+
+    A hyperparameter search tests only its chosen trial, at the end, this way.
+    """
+    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides)
+    config = prepared.config
+    train_data, _, test_data = data_preparation(config, prepared.dataset)
+    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    return plain_value(dict(trainer.evaluate(test_data, model_file=checkpoint, show_progress=False)))
+
+
+def best_epoch(history: Sequence[Mapping], valid_metric: str, bigger: bool) -> int | None:
+    """The first epoch of ``history`` with the best validation ``valid_metric`` (as RecBole keeps it)."""
+    metric = valid_metric.lower()
+    scored = [e for e in history if "valid" in e]
+    if not scored:
+        return None
+    pick = max if bigger else min  # both return the first of equal values
+    return pick(scored, key=lambda e: e["valid"][metric])["epoch"]
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+    """A short plain-text report of one run for the terminal."""
+    lines = [f"{results['model']} on {results['dataset']} (seed {results['seed']})"]
+    for split in ("best_valid_result", "test_result"):
+        values = results[split]
+        if values is None:  # test=False
+            continue
+        shown = "  ".join(f"{m}={values.get(m, float('nan')):.4f}" for m in REPORTED_METRICS)
+        lines.append(f"  {split.replace('_result', ''):<10} {shown}")
+    lines.append(
+        f"  train {results['train_seconds']:.1f}s over {results['epochs_run']} epochs "
+        f"({results['seconds_per_epoch']:.1f}s/epoch); wall time {results['total_seconds']:.1f}s"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""Text records on disk: one JSON object per line, with provenance.
+
+Files live next to the atomic files, e.g. ``dataset/ml-100k/``::
+
+    ml-100k.user_pref.template.jsonl   # one preference profile per user
+    ml-100k.item_know.template.jsonl   # one knowledge blurb per item
+
+Each line: ``{"token": ..., "text": ..., "backend": ..., "version": ..., ...}``
+where ``token`` is the raw RecBole token and ``version`` names the template
+or prompt that produced the text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ur4rec_recbole.io import atomic_path
+
+USER_KIND = "user_pref"
+ITEM_KIND = "item_know"
+
+
+@dataclass(frozen=True)
+class TextRecord:
+    """One generated text and where it came from."""
+
+    token: str
+    text: str
+    backend: str
+    version: str
+    extra: dict = field(default_factory=dict)
+
+
+def text_path(data_path: str | os.PathLike, dataset: str, kind: str, source: str) -> Path:
+    """Where the ``kind`` texts of ``source`` (e.g. ``template``) for ``dataset`` live."""
+    return Path(data_path) / f"{dataset}.{kind}.{source}.jsonl"
+
+
+def write_records(path: str | os.PathLike, records: Iterable[TextRecord]) -> None:
+    """Write records as JSONL atomically: readers never see a half-written file."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            row = asdict(record)
+            extra = row.pop("extra")
+            handle.write(json.dumps({**row, **extra}, ensure_ascii=False) + "\n")
+
+
+def read_records(path: str | os.PathLike) -> dict[str, TextRecord]:
+    """Read a JSONL text file; every malformed line is an error naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file {path} does not exist")
+    records: dict[str, TextRecord] = {}
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+            missing = [k for k in ("token", "text", "backend", "version") if k not in row]
+            if not isinstance(row, dict) or missing:
+                raise ValueError(f"{path}:{number}: expected an object with token, text, backend, version; missing {missing}")
+            if not isinstance(row["text"], str):
+                raise ValueError(f"{path}:{number}: 'text' must be a string, got {type(row['text']).__name__}")
+            token = str(row.pop("token"))
+            if token in records:
+                raise ValueError(f"{path}:{number}: token {token!r} appears twice")
+            records[token] = TextRecord(
+                token=token, text=row.pop("text"), backend=str(row.pop("backend")),
+                version=str(row.pop("version")), extra=row,
+            )
+    return records

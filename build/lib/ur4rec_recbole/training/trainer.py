@@ -1,0 +1,158 @@
+"""Trainers: safe checkpoints for every model, staged training for UR4Rec.
+
+RecBole 1.2.1 pickles its whole ``Config`` into checkpoints, which
+``torch.load`` refuses under the ``weights_only=True`` default of torch >= 2.6.
+Instead of switching safe loading off, we store only tensors and plain
+Python values, so our checkpoints load safely and foreign files are still
+refused. ``fit`` is RecBole's, untouched: we only hook ``_train_epoch``,
+``_valid_epoch``, ``_save_checkpoint``, ``resume_checkpoint`` and ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from time import time
+from typing import Any
+
+import torch
+from recbole.trainer import Trainer
+from recbole.utils import set_color
+
+from ur4rec_recbole.io import atomic_path, plain_config, plain_value
+from ur4rec_recbole.training.stages import joint_stage
+
+CHECKPOINT_FORMAT = "ur4rec-recbole/1"
+
+
+class SafeCheckpointMixin:
+    """Checkpoint handling that survives ``torch.load(weights_only=True)``.
+
+    Also records, per epoch, the training seconds, the loss and the validation
+    result, which the run script reports (``epoch_history``).
+    """
+
+    def __init__(self, config, model) -> None:
+        super().__init__(config, model)
+        self.epoch_history: list[dict] = []
+
+    # -- timing and learning curves --------------------------------------
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        start = time()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        total = sum(loss) if isinstance(loss, tuple) else loss
+        self.epoch_history.append(
+            {"epoch": epoch_idx, "train_seconds": time() - start, "train_loss": float(total)}
+        )
+        return loss
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        if self.epoch_history:
+            self.epoch_history[-1]["valid"] = plain_value(dict(result))
+        return score, result
+
+    # -- checkpoints ------------------------------------------------------
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        path = Path(kwargs.pop("saved_model_file", self.saved_model_file))
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": plain_config(self.config),
+            "epoch": int(epoch),
+            "cur_step": int(self.cur_step),
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        with atomic_path(path) as tmp:  # never leave a half-written checkpoint behind
+            torch.save(state, tmp)
+        if verbose:
+            self.logger.info(set_color("Saving current", "blue") + f": {path}")
+
+    def load_checkpoint(self, path: str | os.PathLike) -> dict:
+        """Read a checkpoint written by :meth:`_save_checkpoint` with safe loading on."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as err:  # pickle errors come in many types
+            raise RuntimeError(
+                f"{path} cannot be loaded with torch.load(weights_only=True): it was not "
+                f"written by ur4rec-recbole ({type(err).__name__}: {str(err).splitlines()[0]})"
+            ) from err
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise RuntimeError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+        return state
+
+    def resume_checkpoint(self, resume_file):
+        state = self.load_checkpoint(resume_file)
+        self.saved_model_file = str(resume_file)
+        if state["config"]["model"].lower() != self.config["model"].lower():
+            raise ValueError(
+                f"{resume_file} holds a {state['config']['model']} model, not {self.config['model']}"
+            )
+        self.start_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+    @torch.no_grad()
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if eval_data and load_best_model:
+            path = model_file or self.saved_model_file
+            state = self.load_checkpoint(path)
+            self.model.load_state_dict(state["state_dict"])
+            self.model.load_other_parameter(state.get("other_parameter"))
+            self.logger.info(f"Loading model structure and parameters from {path}")
+        return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+
+
+def with_safe_checkpoints(trainer_class: type) -> type:
+    """Return ``trainer_class`` with :class:`SafeCheckpointMixin` in front of it."""
+    if issubclass(trainer_class, SafeCheckpointMixin):
+        return trainer_class
+    return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
+
+
+class UR4RecTrainer(SafeCheckpointMixin, Trainer):
+    """RecBole's Trainer plus multi-stage schedules (``stages`` in the config).
+
+    Each stage names its epochs, which parameter groups train, and any loss
+    settings it overrides (see ``properties/model/UR4Rec.yaml``). The stage is
+    chosen from the epoch index, so resuming mid-schedule lands in the right
+    stage. Early stopping's patience restarts at every stage boundary.
+    """
+
+    def __init__(self, config, model) -> None:
+        self.stages = config["stages"] or [joint_stage(config["epochs"])]  # parsed by UR4Rec.check_settings
+        super().__init__(config, model)
+        self.current_stage: str | None = None
+
+    def stage_at(self, epoch_idx: int) -> dict:
+        """The stage that owns epoch ``epoch_idx`` (0-based)."""
+        end = 0
+        for stage in self.stages:
+            end += stage["epochs"]
+            if epoch_idx < end:
+                return stage
+        return self.stages[-1]
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        stage = self.stage_at(epoch_idx)
+        if stage["name"] != self.current_stage:
+            if self.current_stage is not None:
+                self.cur_step = 0
+            self.current_stage = stage["name"]
+            self.model.enter_stage(stage)
+            self.logger.info(set_color(f"stage '{stage['name']}'", "yellow") + f" from epoch {epoch_idx}: {stage}")
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.epoch_history[-1]["stage"] = stage["name"]
+        return loss

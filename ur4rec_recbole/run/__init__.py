@@ -1,0 +1,1 @@
+"""Run modes: one run, ``--compare``, ``--hyper``, multi-GPU; all start from :func:`prepare.prepare_run`."""
