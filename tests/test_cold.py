@@ -136,3 +136,25 @@ def test_models_without_sequences_are_refused_in_one_line(tiny, capsys):
     fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--model", "Pop", "--cold_items=0.2",
                                                    *[f"--{k}={v}" for k, v in overrides.items()]]),
                   r"setting cold_items=0.2: Pop is not a sequential model, which cannot leave the cold items out")
+
+
+def test_only_rows_without_a_warm_history_leave_evaluation(tmp_path, caplog):
+    from conftest import tiny_overrides, write_tiny_dataset
+
+    cold = choose_cold_items(np.array([f"i{i}" for i in range(1, 41)]), 0.25, 2020)
+    warm = next(f"i{i}" for i in range(1, 41) if f"i{i}" not in cold)
+
+    def all_cold_but_the_last_two(user, rows):  # user 1's training portion is cold, its validation item warm
+        if user == 1:
+            for k, row in enumerate(rows):
+                row[0] = int(warm[1:]) if k >= len(rows) - 2 else int(cold[k % len(cold)][1:])
+        return rows
+
+    root = write_tiny_dataset(tmp_path / "data", edit=all_cold_but_the_last_two)
+    overrides = tiny_overrides(root, tmp_path, cold_items=0.25)
+    _, dataset, train, valid, test = build_data(overrides, model="SASRec")
+    u1 = dataset.token2id("user_id", "u1")
+    assert dataset.training_histories[u1].size == 0 and u1 not in train._dataset.inter_feat["user_id"]
+    assert u1 not in valid._dataset.inter_feat["user_id"]  # nothing warm before its validation target
+    assert len(valid._dataset) == 23 and len(test._dataset) == 24  # its test row keeps the warm validation item
+    assert "1 validation and 0 test rows had only cold items" in caplog.text

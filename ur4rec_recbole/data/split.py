@@ -129,20 +129,22 @@ class SplitDataset(SequentialDataset):
         list_fields = {f: getattr(self, f"{f}_list_field") for f in self.sequences}
         warm_at = {uid: np.flatnonzero(warm[seq]) for uid, seq in self.user_sequences.items()}  # warm positions
         next_position = dict.fromkeys(self.user_sequences, 1)  # a user's rows run train -> valid -> test in time
-        dropped = []
-        for part, is_train in zip(datasets, (True, False, False)):
+        names = ("training", "validation", "test") if len(datasets) == 3 else ("training", "test")
+        dropped = {}
+        for part, name in zip(datasets, names):
             rows = part.inter_feat
             uids = rows[self.uid_field].numpy()
             keep, picks = [], []
             for r, uid in enumerate(uids):
-                position = next_position[uid]
+                position = next_position[uid]  # the row's target is the user's interaction at this position
                 next_position[uid] += 1
                 before = warm_at[uid][: np.searchsorted(warm_at[uid], position)][-self.max_item_list_len :]
-                if len(before) and not (is_train and not warm[self.user_sequences[uid][position]]):
+                cold_target = not warm[self.user_sequences[uid][position]]
+                if len(before) and not (name == "training" and cold_target):
                     keep.append(r)
                     picks.append(before)
-            if not is_train:
-                dropped.append(len(uids) - len(keep))
+            if name != "training":
+                dropped[name] = len(uids) - len(keep)
             kept = rows[torch.tensor(keep, dtype=torch.long)]
             lengths = np.array([len(p) for p in picks], dtype=np.int64)
             columns = {self.item_list_length_field: torch.from_numpy(lengths)}
@@ -153,9 +155,10 @@ class SplitDataset(SequentialDataset):
                 columns[list_field] = column
             kept.update(Interaction(columns))
             part.inter_feat = kept
-        if any(dropped):
-            getLogger().warning(f"cold_items: {dropped[0]} validation and {dropped[1]} test rows had only cold "
-                                "items in their history and are left out of evaluation")
+        if any(dropped.values()):
+            counts = " and ".join(f"{n} {name}" for name, n in dropped.items())
+            getLogger().warning(f"cold_items: {counts} rows had only cold items in their history and are left "
+                                "out of evaluation")
 
 
 def recbole_dataset(config):
