@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import build_data, raw_sequences, write_tiny_dataset
 
+from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.features.table import save_vector_table
 
 
@@ -71,22 +72,52 @@ def shuffled_table(path: Path, tokens: list[str], dim: int, seed: int) -> dict[s
     return {tokens[i]: vectors[row] for row, i in enumerate(order)}
 
 
-def test_explicit_vector_files_align_by_token(tiny, tmp_path):
+def test_explicit_vector_files_align_by_token(tiny, tmp_path, caplog):
     root, overrides = tiny
     item_tokens = [f"i{i}" for i in range(1, 41)]
     user_tokens = [f"u{u}" for u in range(1, 25)]
     items = shuffled_table(tmp_path / "items.npz", item_tokens, 8, 1)
     users = shuffled_table(tmp_path / "users.npz", user_tokens[:-3], 8, 2)  # 3 users without text
-    _, dataset, *_ = build_data({**overrides, "item_vector_file": str(tmp_path / "items.npz"),
-                                 "user_vector_file": str(tmp_path / "users.npz")})
+    with caplog.at_level("WARNING"):
+        _, dataset, *_ = build_data({**overrides, "item_vector_file": str(tmp_path / "items.npz"),
+                                     "user_vector_file": str(tmp_path / "users.npz")})
     f = dataset.features
     for token, vector in items.items():
         np.testing.assert_array_equal(f.item_text[dataset.token2id("item_id", token)].numpy(), vector)
+    # a user file without cut-offs: one vector per user, visible at every position (cut-off 0), with a warning
     for token, vector in users.items():
-        np.testing.assert_array_equal(f.user_text[dataset.token2id("user_id", token)].numpy(), vector)
+        uid = dataset.token2id("user_id", token)
+        np.testing.assert_array_equal(f.profile_text[f.profile_rows[uid, 0]].numpy(), vector)
+        assert f.profile_cutoffs[uid].tolist() == [0]
     missing = [dataset.token2id("user_id", t) for t in user_tokens[-3:]]
-    assert not f.user_text_mask[missing].any() and (f.user_text[missing] == 0).all()
+    assert not f.user_text_mask[missing].any() and (f.profile_rows[missing] == 0).all()
     assert int(f.user_text_mask.sum()) == 21 and not f.item_text_mask[0]
+    assert any("users.npz has no cutoffs and fingerprints" in r.getMessage() for r in caplog.records)
+
+
+def tmp_path_of(root: Path) -> Path:
+    return root.parent
+
+
+def test_texts_written_under_another_split_are_refused(tiny):
+    """Profiles keep the fingerprint of their history; a run under another split refuses them in one line."""
+    root, overrides = tiny
+    build_data(overrides)  # writes the template texts of this split
+    for kind in ("user_pref", "item_know"):  # the same files as texts from elsewhere (source "mine")
+        (root / "tiny" / f"tiny.{kind}.mine.jsonl").write_text((root / "tiny" / f"tiny.{kind}.template.jsonl").read_text())
+    mine = {**overrides, "text_source": "mine"}
+    _, dataset, *_ = build_data(mine)  # same split: accepted, every profile present
+    assert int(dataset.features.user_text_mask.sum()) == 24
+    with pytest.raises(InputError, match=r"tiny\.user_pref\.mine\.jsonl: the preference profiles of \d+ of 24 users "
+                                         r"were written from other histories .*regenerate them: python -m "
+                                         r"ur4rec_recbole generate --dataset tiny"):
+        build_data({**mine, "cold_items": "0.25"})  # other training portions
+    with pytest.raises(InputError, match=r"profiles of 24 of 24 users were written from other histories"):
+        build_data({**mine, "profile_cutoffs": "2"})  # other cut-offs
+    vectors = tmp_path_of(root) / "profiles.npz"  # the encoded profiles, given as a vector file
+    vectors.write_bytes((root / "tiny" / "tiny.user_pref.mine.npz").read_bytes())
+    with pytest.raises(InputError, match=r"profiles\.npz: the preference profiles .* write the vectors again"):
+        build_data({**overrides, "user_vector_file": str(vectors), "cold_items": "0.25"})
 
 
 def test_item_without_item_row_gets_fallback(tmp_path, caplog):

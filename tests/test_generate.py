@@ -22,8 +22,21 @@ from ur4rec_recbole.texts.llm import GenerationOptions, check_answer
 from ur4rec_recbole.texts.prompts import PromptTemplate
 from ur4rec_recbole.texts.records import read_records
 
-N_PROMPTS = 64  # 40 items + 24 users in the tiny dataset
+N_PROMPTS = 64  # 40 items + 24 users in the tiny dataset (one profile per user: profile_cutoffs 1)
 KEY = "sk-test-DO-NOT-LEAK-5f3a9c"
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, dict]:
+    """The tiny dataset with one profile per user, so that every user has one prompt (see test_causal.py
+    for profiles at several cut-offs)."""
+    root = write_tiny_dataset(tmp_path / "data")
+    return root, tiny_overrides(root, tmp_path, profile_cutoffs=1)
+
+
+def user_record(root: Path, token: str, source: str = "openai"):
+    """The (only) profile record of user ``token``."""
+    return next(r for r in texts(root, "user_pref", source).values() if r.token == token)
 
 
 @pytest.fixture(autouse=True)
@@ -207,8 +220,8 @@ def test_one_at_a_time_when_concurrency_is_one(tiny):
 def user_prompt_hash(tmp_path, tag, edit=None) -> str:
     root = write_tiny_dataset(tmp_path / tag, edit=edit)
     with LoopbackLLM() as server:
-        generate_texts("tiny", options(server, concurrency=16), tiny_overrides(root, tmp_path / tag))
-    return texts(root, "user_pref")["u3"].extra["prompt_sha256"]
+        generate_texts("tiny", options(server, concurrency=16), tiny_overrides(root, tmp_path / tag, profile_cutoffs=1))
+    return user_record(root, "u3").extra["prompt_sha256"]
 
 
 def test_prompts_see_only_the_training_portion(tmp_path):

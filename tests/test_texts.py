@@ -7,14 +7,20 @@ import json
 import pytest
 from conftest import build_data, replace_rows, tiny_overrides, write_tiny_dataset
 
+from ur4rec_recbole.texts.profiles import cutoffs, history_fingerprint, profile_histories
 from ur4rec_recbole.texts.records import TextRecord, read_records, write_records
 from ur4rec_recbole.texts.template import TEMPLATE_VERSION, TemplateBackend
 
 
 def user_texts(tmp_path, tag, edit=None):
+    """Each user's newest profile (written from the whole training portion)."""
     root = write_tiny_dataset(tmp_path / tag, edit=edit)
     build_data(tiny_overrides(root, tmp_path / tag))
-    return read_records(root / "tiny" / "tiny.user_pref.template.jsonl")
+    newest = {}
+    for record in read_records(root / "tiny" / "tiny.user_pref.template.jsonl").values():
+        if record.token not in newest or record.cutoff > newest[record.token].cutoff:
+            newest[record.token] = record
+    return newest
 
 
 def test_preference_ignores_validation_and_test_items(tmp_path):
@@ -47,6 +53,24 @@ def test_template_is_deterministic_and_buckets_years():
     know = backend.item_texts(items)
     assert know[1].text == "genres: Comedy, Drama. year: 1987."
     assert backend.user_texts({"v": []}, items) == []
+
+
+def test_cutoffs_are_few_spread_and_end_at_the_portion():
+    assert cutoffs(7, 4) == [2, 4, 6, 7] and cutoffs(2, 4) == [1, 2] and cutoffs(9, 1) == [9] and cutoffs(0, 4) == []
+    ranks = profile_histories({"u": list("abcdefg"), "v": ["x", "y"]}, 4)
+    assert [r.get("u") for r in ranks] == [list("ab"), list("abcd"), list("abcdef"), list("abcdefg")]
+    assert [r.get("v") for r in ranks] == [["x"], ["x", "y"], None, None]
+
+
+def test_profile_records_keep_cutoff_and_fingerprint(tmp_path):
+    path = tmp_path / "p.jsonl"
+    record = TextRecord("u1", "likes pens", "template", "v1", {}, cutoff=3, fingerprint=history_fingerprint(["a", "b", "c"]))
+    write_records(path, [record, TextRecord("u1", "likes ink", "template", "v1", {}, cutoff=5, fingerprint="f")])
+    assert read_records(path)["u1@3"] == record and set(read_records(path)) == {"u1@3", "u1@5"}
+    assert history_fingerprint(["a", "b", "c"]) != history_fingerprint(["a", "b", "d"])
+    path.write_text(json.dumps({"token": "u", "text": "a", "backend": "b", "version": "v", "cutoff": 0}) + "\n")
+    with pytest.raises(ValueError, match=r"p\.jsonl:1: 'cutoff' must be a positive int"):
+        read_records(path)
 
 
 def test_records_round_trip_and_bad_lines(tmp_path):

@@ -23,6 +23,7 @@ from ur4rec_recbole.data.split import SplitDataset
 from ur4rec_recbole.features import FeatureSet, prepare_features
 
 TRAIN_FROM = "train_from"  # first position of a training window that carries a loss
+HISTORY_START = "history_start"  # index in the user's training portion of a training row's first history item
 
 
 class UR4RecDataset(SplitDataset):
@@ -40,10 +41,11 @@ class UR4RecDataset(SplitDataset):
         """
         length = self.max_item_list_len
         stride = min(self.config["train_stride"] or length, length)  # checked by UR4Rec.check_settings
-        users, histories, lengths, targets, starts = [], [], [], [], []
+        users, histories, lengths, targets, starts, offsets = [], [], [], [], [], []
         for uid, seq in portions.items():
             for end in range(len(seq), 1, -stride):
                 window = seq[max(0, end - length - 1) : end]
+                offsets.append(max(0, end - length - 1))
                 users.append(uid)
                 histories.append(np.pad(window[:-1], (0, length - len(window) + 1)))
                 lengths.append(len(window) - 1)
@@ -55,7 +57,23 @@ class UR4RecDataset(SplitDataset):
             self.item_list_length_field: torch.tensor(lengths, dtype=torch.long),
             self.iid_field: torch.tensor(targets, dtype=torch.long),
             TRAIN_FROM: torch.tensor(starts, dtype=torch.long),
+            HISTORY_START: torch.tensor(offsets, dtype=torch.long),
         })
+
+    def _mark_history_starts(self, rows: Interaction) -> None:
+        """Add ``HISTORY_START`` to RecBole's prefix rows (``train_all_positions: False``).
+
+        A user's training rows run in time order and their targets are the
+        portion's items ``1..n-1`` (also under ``cold_items``, which drops the
+        rows of cold targets from rows and portion alike), so the ``p``-th row's
+        history ends at portion index ``p``.
+        """
+        uids = rows[self.uid_field].numpy()
+        first = np.r_[True, uids[1:] != uids[:-1]]
+        run_start = np.maximum.accumulate(np.where(first, np.arange(len(uids)), 0))
+        rank = np.arange(len(uids)) - run_start  # p: the row's rank within its user
+        starts = rank + 1 - rows[self.item_list_length_field].numpy()
+        rows.update(Interaction({HISTORY_START: torch.from_numpy(starts.astype(np.int64))}))
 
     def build(self) -> list:
         datasets = super().build()  # the split, with training_histories on every part
@@ -65,6 +83,8 @@ class UR4RecDataset(SplitDataset):
             part.features = features
         if self.config["train_all_positions"]:
             datasets[0].inter_feat = self._window_rows(portions)
+        else:
+            self._mark_history_starts(datasets[0].inter_feat)
         return datasets
 
 

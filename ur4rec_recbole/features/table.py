@@ -4,7 +4,11 @@ File format (``.npz``, loadable with ``allow_pickle=False``):
 
 - ``tokens``: ``[N]`` unicode array of raw tokens (as in the atomic files);
 - ``vectors``: ``[N, D]`` float32 matrix, row ``r`` belongs to ``tokens[r]``;
-- ``meta``: a JSON string (encoder, content hash, provenance).
+- ``meta``: a JSON string (encoder, content hash, provenance);
+- preference-profile tables also have ``cutoffs`` (``[N]`` int: how many
+  training-portion items row ``r``'s profile summarises; a token has one row
+  per cut-off) and ``fingerprints`` (``[N]`` str: of those items). A user
+  table without them holds one vector per user that no run can check.
 """
 
 from __future__ import annotations
@@ -22,14 +26,22 @@ import pandas as pd
 from ur4rec_recbole.io import write_bytes
 
 
-def save_vector_table(path: str | os.PathLike, tokens: Sequence[str], vectors: np.ndarray, meta: dict) -> None:
-    """Write a table atomically (temp file, then rename)."""
+PROFILE_COLUMNS = ("cutoffs", "fingerprints")
+
+
+def save_vector_table(path: str | os.PathLike, tokens: Sequence[str], vectors: np.ndarray, meta: dict,
+                      cutoffs: Sequence[int] | None = None, fingerprints: Sequence[str] | None = None) -> None:
+    """Write a table atomically (temp file, then rename); profiles also give ``cutoffs`` and ``fingerprints``."""
     path = Path(path)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(tokens) != vectors.shape[0]:
         raise ValueError(f"{path}: {len(tokens)} tokens for a vector array of shape {vectors.shape}")
+    profile = {}
+    if cutoffs is not None:
+        profile = {"cutoffs": np.asarray(cutoffs, dtype=np.int64), "fingerprints": np.asarray(fingerprints, dtype=str)}
     buffer = io.BytesIO()
-    np.savez(buffer, tokens=np.asarray(tokens, dtype=str), vectors=vectors, meta=np.asarray(json.dumps(meta)))
+    np.savez(buffer, tokens=np.asarray(tokens, dtype=str), vectors=vectors, meta=np.asarray(json.dumps(meta)),
+             **profile)
     write_bytes(path, buffer.getvalue())
 
 
@@ -49,6 +61,12 @@ def is_current(path: str | os.PathLike, key: str) -> bool:
 
 def load_vector_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read and check a table: tokens, float32 vectors ``[N, D]``, meta."""
+    tokens, vectors, meta, _ = load_table(path)
+    return tokens, vectors, meta
+
+
+def load_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict, dict[str, np.ndarray] | None]:
+    """:func:`load_vector_table` plus the profile columns (``None`` for a table without them)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"vector file {path} does not exist")
@@ -60,6 +78,11 @@ def load_vector_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
             tokens = data["tokens"].astype(str)
             vectors = data["vectors"]
             meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+            present = [name for name in PROFILE_COLUMNS if name in data.files]
+            if present and len(present) < len(PROFILE_COLUMNS):
+                raise ValueError(f"{path}: has {present[0]!r} without {(set(PROFILE_COLUMNS) - set(present)).pop()!r}; "
+                                 "a profile table needs both")
+            profile = {name: data[name] for name in present} or None
     except (OSError, EOFError) as err:
         raise ValueError(f"{path}: not a readable .npz vector table ({err})") from err
     if tokens.ndim != 1:
@@ -74,10 +97,20 @@ def load_vector_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, 
     if bad.size:
         r = int(bad[0])
         raise ValueError(f"{path}: row {r} (token {tokens[r]!r}) holds NaN or inf ({bad.size} such rows)")
-    unique, counts = np.unique(tokens, return_counts=True)
+    if profile is not None:
+        if profile["cutoffs"].shape != tokens.shape or profile["fingerprints"].shape != tokens.shape:
+            raise ValueError(f"{path}: 'cutoffs' and 'fingerprints' must have one entry per token ({len(tokens)})")
+        if not np.issubdtype(profile["cutoffs"].dtype, np.integer) or (profile["cutoffs"] < 1).any():
+            raise ValueError(f"{path}: 'cutoffs' must be positive integers")
+        profile["fingerprints"] = profile["fingerprints"].astype(str)
+        keys = np.char.add(np.char.add(tokens, "@"), profile["cutoffs"].astype(str))
+    else:
+        keys = tokens
+    unique, counts = np.unique(keys, return_counts=True)
     if (counts > 1).any():
-        raise ValueError(f"{path}: token {unique[counts > 1][0]!r} has more than one row")
-    return tokens, vectors.astype(np.float32, copy=False), meta
+        what = "token@cutoff" if profile is not None else "token"
+        raise ValueError(f"{path}: {what} {unique[counts > 1][0]!r} has more than one row")
+    return tokens, vectors.astype(np.float32, copy=False), meta, profile
 
 
 def atomic_tokens(data_path: str | os.PathLike, dataset: str, field: str, suffixes: Iterable[str], sep: str = "\t") -> set[str]:

@@ -52,8 +52,10 @@ def _load(name: str, device: str | None):
 
 
 def records_hash(records: Mapping[str, TextRecord], encoder: str) -> str:
-    """Cache key: the encoder and every (token, text) pair, order-independent."""
-    return content_hash(encoder, {token: record.text for token, record in records.items()})
+    """Cache key: the encoder and every (key, text) pair, order-independent; profiles add their fingerprints
+    (the same texts written from other histories must not pass a run's fingerprint check)."""
+    return content_hash(encoder, {key: record.text if record.fingerprint is None else f"{record.text}\x1f{record.fingerprint}"
+                                  for key, record in records.items()})
 
 
 def encode_records(
@@ -72,19 +74,24 @@ def encode_records(
     if is_current(out_path, key):
         getLogger().info(f"{out_path.name}: vectors up to date (content hash {key[:12]}), not re-encoding")
         return False
-    tokens = sorted(records)
-    texts = [records[token].text for token in tokens]
+    keys = sorted(records)
+    texts = [records[key].text for key in keys]
     model = _load(encoder, device)
-    if texts:
+    if texts:  # each distinct text once (short profiles of different users often coincide)
+        unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
         vectors = model.encode(
-            texts, batch_size=batch_size, show_progress_bar=True,
+            list(unique), batch_size=batch_size, show_progress_bar=True,
             convert_to_numpy=True, normalize_embeddings=True,
-        )
+        )[inverse]
     else:
         vectors = np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
     sources = sorted({f"{r.backend}/{r.version}" for r in records.values()})
-    meta = {"content_hash": key, "encoder": encoder, "texts": sources, "count": len(tokens)}
-    save_vector_table(out_path, tokens, vectors, meta)
-    getLogger().info(f"{out_path.name}: encoded {len(tokens)} texts with {encoder}")
+    meta = {"content_hash": key, "encoder": encoder, "texts": sources, "count": len(keys)}
+    rows = [records[k] for k in keys]
+    profiles = {}
+    if rows and all(r.cutoff is not None for r in rows):
+        profiles = {"cutoffs": [r.cutoff for r in rows], "fingerprints": [r.fingerprint or "" for r in rows]}
+    save_vector_table(out_path, [r.token for r in rows], vectors, meta, **profiles)
+    getLogger().info(f"{out_path.name}: encoded {len(keys)} texts with {encoder}")
     return True
 

@@ -1,10 +1,17 @@
-"""The preference retriever: learnable proxy queries over a causal user memory.
+"""The preference retriever: proxy queries over a causal user memory, scored against item texts.
 
-Memory of a user at position ``t`` = [preference vector; knowledge vectors
-of the items at positions ``0..t``] (plus their image vectors with images as
-a second modality). ``K`` proxy queries cross-attend over
-it; the retriever score of item ``i`` is
-``max_k cos(proxy_k, item_i) / temperature``.
+Memory of a user at position ``t`` = [the newest preference profile written
+from items ``0..t`` (``texts/profiles.py``); the knowledge vectors of the items
+at positions ``0..t``] (plus their image vectors with images as a second
+modality). ``K`` proxy queries cross-attend over it and the retriever score of
+item ``i`` pools ``cos(proxy_k, item_i) / temperature`` over the proxies.
+
+Each design choice is a registry entry chosen in the config (README, "The
+retriever"): ``item_adapter`` (how a knowledge vector becomes an item
+representation: ``mlp``, ``linear``, ``lowrank``, ``frozen``),
+``retriever_query`` (``proxies``: K learned queries; ``state``: the same
+queries shifted by the sequence state at the position) and ``proxy_pooling``
+(``max``, ``logsumexp``, ``mean``).
 """
 
 from __future__ import annotations
@@ -17,23 +24,102 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class PreferenceRetriever(nn.Module):
-    """Proxy cross-attention over [preference; history knowledge], scored by max cosine."""
+# -- item adapters: knowledge vector [N, D] -> item representation [N, H] --------------------------------------
+class MLPAdapter(nn.Sequential):
+    """``mlp``: two trainable layers (the original design; can learn a pseudo-ID per item)."""
 
-    def __init__(self, text_dim: int, hidden: int, n_proxies: int, n_heads: int,
-                 dropout: float, temperature: float, layer_norm_eps: float) -> None:
+    def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
+        super().__init__(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+
+
+class LinearAdapter(nn.Linear):
+    """``linear``: one bias-free linear map; similar texts stay similar items."""
+
+    def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
+        super().__init__(text_dim, hidden, bias=False)
+
+
+class LowRankAdapter(nn.Sequential):
+    """``lowrank``: ``D -> adapter_rank -> H``, both maps bias-free: too few degrees of freedom to memorise items."""
+
+    def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
+        rank = config["adapter_rank"]
+        super().__init__(nn.Linear(text_dim, rank, bias=False), nn.Linear(rank, hidden, bias=False))
+
+
+class FrozenAdapter(nn.Module):
+    """``frozen``: the top-``H`` principal directions of the centred knowledge vectors, fixed; one learned gain.
+
+    Nothing item-specific can be learned, so the retriever ranks by text alone
+    (text k-NN with learned queries). The projection is computed from the
+    catalogue's vectors when the model is built and saved with it.
+    """
+
+    def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
         super().__init__()
-        if hidden % n_heads:
-            raise ValueError(f"hidden_size {hidden} is not divisible by retriever_heads {n_heads}")
+        known = item_text[item_mask]  # [n, D]
+        mean = known.mean(0) if len(known) else item_text.new_zeros(text_dim)
+        basis = torch.zeros(text_dim, hidden)
+        if len(known) > 1:
+            _, _, v = torch.linalg.svd(known - mean, full_matrices=False)  # v: [min(n, D), D]
+            take = min(hidden, v.shape[0])
+            basis[:, :take] = v[:take].T
+        self.register_buffer("mean", mean)  # [D]
+        self.register_buffer("basis", basis)  # [D, H]
+        self.gain = nn.Parameter(torch.ones(()))
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        return self.gain * F.normalize((text - self.mean) @ self.basis, dim=-1)  # [..., H]
+
+
+ITEM_ADAPTERS: dict[str, type[nn.Module]] = {
+    "mlp": MLPAdapter,
+    "linear": LinearAdapter,
+    "lowrank": LowRankAdapter,
+    "frozen": FrozenAdapter,
+}
+
+
+# -- proxy pooling: cosines [P, K, N] -> scores [P, N] -------------------------------------------------------
+def max_pooling(unit_proxies: torch.Tensor, unit_items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``max_k cos / tau``: the best proxy per item (only the winner gets a gradient)."""
+    return torch.einsum("pkh,nh->pkn", unit_proxies, unit_items).amax(dim=1) / temperature
+
+
+def logsumexp_pooling(unit_proxies: torch.Tensor, unit_items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``tau-smoothed max``: ``logsumexp_k(cos / tau) - log K``; every proxy gets gradient by its softmax share."""
+    sims = torch.einsum("pkh,nh->pkn", unit_proxies, unit_items) / temperature  # [P, K, N]
+    return torch.logsumexp(sims, dim=1) - math.log(sims.shape[1])
+
+
+def mean_pooling(unit_proxies: torch.Tensor, unit_items: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``mean_k cos / tau``: one matrix product with the mean unit proxy (the cheapest)."""
+    return unit_proxies.mean(dim=1) @ unit_items.T / temperature  # [P, N]
+
+
+PROXY_POOLINGS = {"max": max_pooling, "logsumexp": logsumexp_pooling, "mean": mean_pooling}
+RETRIEVER_QUERIES = ("proxies", "state")
+
+
+class PreferenceRetriever(nn.Module):
+    """Proxy cross-attention over [preference profile; history knowledge], pooled cosine scores."""
+
+    def __init__(self, config, text_dim: int, hidden: int, item_text: torch.Tensor, item_mask: torch.Tensor,
+                 layer_norm_eps: float) -> None:
+        super().__init__()
+        n_heads = config["retriever_heads"]
         self.n_heads, self.head_dim = n_heads, hidden // n_heads
-        self.temperature = temperature
+        self.temperature = float(config["retriever_temperature"])
+        self.pool = PROXY_POOLINGS[config["proxy_pooling"]]
         # knowledge -> item representation (shared by memory and candidates)
-        self.item_adapter = nn.Sequential(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        # preference text -> one memory slot
+        self.item_adapter = ITEM_ADAPTERS[config["item_adapter"]](text_dim, hidden, config, item_text, item_mask)
+        # preference profile -> one memory slot
         self.user_adapter = nn.Linear(text_dim, hidden)
         # items without a knowledge text are represented through their ID embedding
         self.id_adapter = nn.Linear(hidden, hidden)
-        self.proxies = nn.Parameter(torch.empty(n_proxies, hidden))
+        self.proxies = nn.Parameter(torch.empty(config["n_proxies"], hidden))
+        # state: the sequence state at the position shifts every proxy query (zero-initialised by the model)
+        self.state_query = nn.Linear(hidden, hidden) if config["retriever_query"] == "state" else None
         self.query = nn.Linear(hidden, hidden)
         self.key = nn.Linear(hidden, hidden)
         self.value = nn.Linear(hidden, hidden)
@@ -41,7 +127,7 @@ class PreferenceRetriever(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
         self.norm1 = nn.LayerNorm(hidden, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(hidden, eps=layer_norm_eps)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config["retriever_dropout"])
 
     def item_representations(self, item_text: torch.Tensor, item_text_mask: torch.Tensor,
                              id_embeddings: torch.Tensor) -> torch.Tensor:
@@ -51,46 +137,54 @@ class PreferenceRetriever(nn.Module):
         return torch.where(item_text_mask[:, None], from_text, from_id)
 
     @staticmethod
-    def memory(user_vec: torch.Tensor, user_valid: torch.Tensor,
-               histories: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
-        """Memory slots [preference; each history block], their validity and history index.
+    def memory(histories: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+        """History memory slots, their validity and history index.
 
-        user_vec ``[B, H]``, user_valid ``[B]``; each history block is
-        (representations ``[B, L, H]``, valid ``[B, L]``), e.g. knowledge
-        vectors, then image vectors. Returns memory ``[B, M, H]``, valid
-        ``[B, M]`` and slot_position ``[M]`` (-1 for the preference slot,
-        which every position sees).
+        Each history block is (representations ``[B, L, H]``, valid ``[B, L]``),
+        e.g. knowledge vectors, then image vectors. Returns memory ``[B, M, H]``,
+        valid ``[B, M]`` and slot_position ``[M]`` (the block's history index).
         """
         length = histories[0][0].shape[1]
-        index = torch.arange(length, device=user_vec.device)
-        memory = torch.cat([user_vec[:, None], *(h for h, _ in histories)], dim=1)  # [B, M, H]
-        valid = torch.cat([user_valid[:, None], *(v for _, v in histories)], dim=1)  # [B, M]
-        slot_position = torch.cat([index[:1] - 1, *(index for _ in histories)])  # [M]
-        return memory, valid, slot_position
+        index = torch.arange(length, device=histories[0][0].device)
+        memory = torch.cat([h for h, _ in histories], dim=1)  # [B, M, H]
+        valid = torch.cat([v for _, v in histories], dim=1)  # [B, M]
+        return memory, valid, index.repeat(len(histories))
 
     def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
-                     positions: torch.Tensor) -> torch.Tensor:
+                     positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor,
+                     states: torch.Tensor) -> torch.Tensor:
         """Proxy outputs for each query position.
 
         memory ``[B, M, H]``, valid ``[B, M]``, slot_position ``[M]`` (see
-        :meth:`memory`), positions ``[B, T]`` (the last history index each
-        query may see). Returns ``[B, T, K, H]``.
+        :meth:`memory`); positions ``[B, T]`` (the last history index each query
+        may see); profile ``[B, T, H]`` and profile_valid ``[B, T]``: the
+        preference slot each query sees (the newest profile written from items
+        up to its position); states ``[B, T, H]``: the sequence state there.
+        Returns ``[B, T, K, H]``.
         """
         batch, slots, _ = memory.shape
         causal = slot_position[None, None, :] <= positions[:, :, None]  # [B, T, M]
-        mask = causal & valid[:, None, :]  # [B, T, M]
+        mask = torch.cat([profile_valid[..., None], causal & valid[:, None, :]], dim=-1)  # [B, T, 1 + M]
 
         k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)  # [B, M, nh, d]
         v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)  # [B, M, nh, d]
-        q = self.query(self.proxies).view(-1, self.n_heads, self.head_dim)  # [K, nh, d]
-        logits = torch.einsum("knd,bmnd->bnkm", q, k) / math.sqrt(self.head_dim)  # [B, nh, K, M]
-        logits = logits[:, None].masked_fill(~mask[:, :, None, None, :], float("-inf"))  # [B, T, nh, K, M]
-        attn = self.dropout(torch.softmax(logits, dim=-1))
-        context = torch.einsum("btnkm,bmnd->btknd", attn, v).flatten(-2)  # [B, T, K, H]
-        states = self.norm1(self.proxies + self.dropout(self.out(context)))  # [B, T, K, H]
-        return self.norm2(states + self.dropout(self.ffn(states)))
+        k_pref = self.key(profile).view(*profile.shape[:2], self.n_heads, self.head_dim)  # [B, T, nh, d]
+        v_pref = self.value(profile).view(*profile.shape[:2], self.n_heads, self.head_dim)  # [B, T, nh, d]
+        base = self.proxies.expand(*positions.shape, -1, -1)  # [B, T, K, H]
+        if self.state_query is not None:
+            base = base + self.state_query(states)[:, :, None]  # queries conditioned on the sequence state
+        q = self.query(base).view(*base.shape[:3], self.n_heads, self.head_dim)  # [B, T, K, nh, d]
+        scale = 1.0 / math.sqrt(self.head_dim)
+        logits_pref = torch.einsum("btknd,btnd->btnk", q, k_pref)[..., None] * scale  # [B, T, nh, K, 1]
+        logits_hist = torch.einsum("btknd,bmnd->btnkm", q, k) * scale  # [B, T, nh, K, M]
+        logits = torch.cat([logits_pref, logits_hist], dim=-1)  # [B, T, nh, K, 1 + M]
+        logits = logits.masked_fill(~mask[:, :, None, None, :], float("-inf"))
+        attn = self.dropout(torch.softmax(logits, dim=-1).nan_to_num(0.0))  # a query with no memory reads nothing
+        context = (torch.einsum("btnk,btnd->btknd", attn[..., 0], v_pref)
+                   + torch.einsum("btnkm,bmnd->btknd", attn[..., 1:], v)).flatten(-2)  # [B, T, K, H]
+        out = self.norm1(base + self.dropout(self.out(context)))  # [B, T, K, H]
+        return self.norm2(out + self.dropout(self.ffn(out)))
 
     def score(self, proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``max_k cos(proxy_k, item) / temperature``: ``[P, K, H] x [N, H] -> [P, N]``."""
-        sims = torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), F.normalize(items, dim=-1))
-        return sims.amax(dim=1) / self.temperature
+        """Pooled ``cos(proxy_k, item) / temperature``: ``[P, K, H] x [N, H] -> [P, N]``."""
+        return self.pool(F.normalize(proxies, dim=-1), F.normalize(items, dim=-1), self.temperature)

@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
-from ur4rec_recbole.data.dataset import TRAIN_FROM
+from ur4rec_recbole.data.dataset import HISTORY_START, TRAIN_FROM
 from ur4rec_recbole.config.settings import require, require_choice, require_number
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
-from ur4rec_recbole.model.retriever import PreferenceRetriever
+from ur4rec_recbole.model.retriever import ITEM_ADAPTERS, PROXY_POOLINGS, RETRIEVER_QUERIES, PreferenceRetriever
 from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
@@ -50,6 +50,13 @@ class UR4Rec(SASRec):
                 f"a divisor of hidden_size={config['hidden_size']}")
         require_number(config, "retriever_temperature", 0, strict_low=True)
         require_number(config, "retriever_dropout", 0, 1)
+        require_choice(config, "item_adapter", ITEM_ADAPTERS)
+        require_number(config, "adapter_rank", 1, integer=True)
+        require_choice(config, "retriever_query", RETRIEVER_QUERIES)
+        require_choice(config, "proxy_pooling", PROXY_POOLINGS)
+        require_number(config, "profile_cutoffs", 1, integer=True)
+        for key in ("text_in_items", "use_profile", "exclude_history", "train_exclude_history"):
+            require(config, key, isinstance(config[key], bool), "True or False")
         for term in LOSS_TERMS.values():
             require_number(config, term.weight_key, 0)
         require_number(config, "contrastive_temperature", 0, strict_low=True)
@@ -75,16 +82,17 @@ class UR4Rec(SASRec):
         self.USER_ID = config["USER_ID_FIELD"]
         self.register_buffer("item_text", features.item_text)  # [N, D]
         self.register_buffer("item_text_mask", features.item_text_mask)  # [N]
-        self.register_buffer("user_text", features.user_text)  # [U, D]
-        self.register_buffer("user_text_mask", features.user_text_mask)  # [U]
+        self.register_buffer("profile_text", features.profile_text)  # [R + 1, D]
+        self.register_buffer("profile_rows", features.profile_rows)  # [U, C]
+        self.register_buffer("profile_cutoffs", features.profile_cutoffs)  # [U, C]
         self.all_positions = config["train_all_positions"]
+        self.text_in_items = config["text_in_items"]
+        self.use_profile = config["use_profile"]
+        self.exclude_history = config["exclude_history"]
+        self.train_exclude_history = config["train_exclude_history"]
 
-        self.retriever = PreferenceRetriever(
-            text_dim=features.item_text.shape[1], hidden=self.hidden_size,
-            n_proxies=config["n_proxies"], n_heads=config["retriever_heads"],
-            dropout=config["retriever_dropout"], temperature=config["retriever_temperature"],
-            layer_norm_eps=self.layer_norm_eps,
-        )
+        self.retriever = PreferenceRetriever(config, features.item_text.shape[1], self.hidden_size,
+                                             features.item_text, features.item_text_mask, self.layer_norm_eps)
         stages = config["stages"] or []  # parsed by check_settings
         fusion_names = {"none", config["fusion"]} | {s["fusion"] for s in stages if "fusion" in s}
         self.fusions = torch.nn.ModuleDict({n: FUSIONS[n](config, self.hidden_size) for n in sorted(fusion_names)})
@@ -149,10 +157,23 @@ class UR4Rec(SASRec):
         return self.fusions[self.fusion_name]
 
     # -- scoring ------------------------------------------------------------
-    def sequence_states(self, item_seq: torch.Tensor) -> torch.Tensor:
+    def item_table(self) -> torch.Tensor:
+        """Item representations the sequence model reads and scores with. ``[N, H]``
+
+        ``text_in_items`` (UniSRec-style) adds the adapted knowledge vector to
+        each item's ID embedding, in input and output alike; ``fusion: none``
+        switches it off with the rest of the text model.
+        """
+        if self.text_in_items and self.fusion.uses_retriever:
+            text = self.retriever.item_adapter(self.item_text) * self.item_text_mask[:, None]  # [N, H]
+            return self.item_embedding.weight + text
+        return self.item_embedding.weight
+
+    def sequence_states(self, item_seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """SASRec's encoder output at every position. ``[B, L, H]``"""
         position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        hidden = self.item_embedding(item_seq) + self.position_embedding(position_ids)[None]  # [B, L, H]
+        items = self.item_embedding(item_seq) if table is None else table[item_seq]
+        hidden = items + self.position_embedding(position_ids)[None]  # [B, L, H]
         hidden = self.dropout(self.LayerNorm(hidden))
         mask = self.get_attention_mask(item_seq)  # causal + padding
         return self.trm_encoder(hidden, mask, output_all_encoded_layers=True)[-1]  # [B, L, H]
@@ -177,8 +198,31 @@ class UR4Rec(SASRec):
             single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
         return ItemViews(text, text_mask, image, image_mask, single)
 
-    def _proxies(self, interaction, item_seq, item_seq_len, positions) -> tuple[torch.Tensor, ItemViews]:
-        """Proxy states ``[B, T, K, H]`` at ``positions`` and the item views."""
+    def profile_slot(self, users: torch.Tensor, positions: torch.Tensor,
+                     history_start: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preference slot each query reads: ``[B, T, H]`` and its validity ``[B, T]``.
+
+        Training (``history_start`` given: the portion index of each row's first
+        history item): the newest profile whose cut-off is at most the number of
+        portion items read at the position, so nothing after it. Evaluation
+        (``None``): the newest profile, written from the whole training portion.
+        """
+        rows, cuts = self.profile_rows[users], self.profile_cutoffs[users]  # [B, C]
+        if history_start is None:
+            newest = (rows > 0).sum(1, keepdim=True) - 1  # [B, 1]
+            pick = newest.expand(-1, positions.shape[1])  # [B, T]
+        else:
+            read = history_start[:, None] + positions + 1  # [B, T] portion items read at each position
+            pick = (cuts[:, None, :] <= read[..., None]).sum(-1) - 1  # [B, T] newest cut-off <= read
+        row = rows.gather(1, pick.clamp(min=0))  # [B, T]
+        valid = (pick >= 0) & (row > 0) & self.use_profile
+        vectors = self.retriever.user_adapter(self.profile_text[rows])  # [B, C, H]: adapt each profile once
+        slot = vectors.gather(1, pick.clamp(min=0)[..., None].expand(-1, -1, vectors.shape[-1]))  # [B, T, H]
+        return slot, valid
+
+    def _proxies(self, interaction, item_seq: torch.Tensor, item_seq_len: torch.Tensor, positions: torch.Tensor,
+                 states: torch.Tensor, history_start: torch.Tensor | None) -> tuple[torch.Tensor, ItemViews]:
+        """Proxy states ``[B, T, K, H]`` at ``positions`` (sequence states there: ``states [B, T, H]``) and the item views."""
         views = self.item_views()
         in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
         if views.single is not None:
@@ -186,10 +230,9 @@ class UR4Rec(SASRec):
         else:  # text slots, then image slots; items without an image are masked out of the memory
             has_image = in_history & views.image_mask[item_seq]  # [B, L]
             blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
-        user = interaction[self.USER_ID]  # [B]
-        user_vec = self.retriever.user_adapter(self.user_text[user])  # [B, H]
-        memory = self.retriever.memory(user_vec, self.user_text_mask[user], blocks)
-        return self.retriever.proxy_states(*memory, positions), views
+        memory = self.retriever.memory(blocks)
+        profile, profile_valid = self.profile_slot(interaction[self.USER_ID], positions, history_start)
+        return self.retriever.proxy_states(*memory, positions, profile, profile_valid, states), views
 
     def retriever_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
         """Retriever score of every item for each query's proxies ``[P, K, H]``. ``[P, N]``"""
@@ -200,13 +243,18 @@ class UR4Rec(SASRec):
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        state = self.gather_indexes(self.sequence_states(item_seq), item_seq_len - 1)  # [B, H]
-        seq_scores = state @ self.item_embedding.weight.T  # [B, N]
+        table = self.item_table()
+        state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
+        seq_scores = state @ table.T  # [B, N]
         ret_scores = None
         if self.fusion.uses_retriever:
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None])
+            proxies, views = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None],
+                                           state[:, None], None)
             ret_scores = self.retriever_scores(proxies[:, 0], views)  # [B, N]
-        return self.fusion.rank_scores(seq_scores, ret_scores, state)
+        scores = self.fusion.rank_scores(seq_scores, ret_scores, state)
+        if self.exclude_history:
+            scores = scores.scatter(1, item_seq, float("-inf"))
+        return scores
 
     def predict(self, interaction) -> torch.Tensor:
         # rank-based fusions need the whole catalogue, so score it and pick the asked items
@@ -217,7 +265,8 @@ class UR4Rec(SASRec):
     def calculate_loss(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         target = interaction[self.POS_ITEM_ID]  # [B]
-        states = self.sequence_states(item_seq)  # [B, L, H]
+        table = self.item_table()
+        states = self.sequence_states(item_seq, table)  # [B, L, H]
         if self.all_positions:
             # the target at position t is the item at t+1; the row's target follows its last item
             shifted = torch.cat([item_seq[:, 1:], torch.zeros_like(item_seq[:, :1])], dim=1)  # [B, L]
@@ -233,15 +282,25 @@ class UR4Rec(SASRec):
             targets, valid = target[:, None], torch.ones_like(positions, dtype=torch.bool)
         state = states.gather(1, positions[..., None].expand(-1, -1, states.shape[-1]))[valid]  # [P, H]
         targets = targets[valid]  # [P]
-        seq_logits = state @ self.item_embedding.weight.T  # [P, N]
+        seq_logits = state @ table.T  # [P, N]
 
         ret_logits = None
         terms = self.active_terms()
         if self.fusion.uses_retriever or terms:
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, positions)  # [B, T, K, H]
+            at = states.gather(1, positions[..., None].expand(-1, -1, states.shape[-1]))  # [B, T, H]
+            proxies, views = self._proxies(interaction, item_seq, item_seq_len, positions, at,
+                                           interaction[HISTORY_START])  # [B, T, K, H]
             proxies = proxies[valid]  # [P, K, H]
             ret_logits = self.retriever_scores(proxies, views)  # [P, N]
-        loss = sum(F.cross_entropy(logits, targets) for logits in self.fusion.train_logits(seq_logits, ret_logits, state))
+        logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
+        if self.train_exclude_history:
+            seen = torch.where(torch.arange(item_seq.shape[1], device=item_seq.device) <= positions[..., None],
+                               item_seq[:, None, :], 0)[valid]  # [P, L]
+            seen = torch.zeros_like(seq_logits, dtype=torch.bool).scatter(1, seen, True)
+            seen = seen.scatter(1, targets[:, None], False)
+            seen[:, 0] = False
+            logit_list = [l.masked_fill(seen, float("-inf")) for l in logit_list]
+        loss = sum(F.cross_entropy(logits, targets) for logits in logit_list)
         if terms:
             losses = self.auxiliary_losses(LossInputs(
                 targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature), terms)

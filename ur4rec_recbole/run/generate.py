@@ -11,6 +11,7 @@ fallback.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from logging import getLogger
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,6 +22,7 @@ from ur4rec_recbole.texts.base import histories_by_token, item_fields
 from ur4rec_recbole.texts.build import template_backend
 from ur4rec_recbole.texts.completers import COMPLETERS
 from ur4rec_recbole.texts.llm import GenerationOptions, GenerationSummary, PromptRunner
+from ur4rec_recbole.texts.profiles import history_fingerprint, profile_histories
 from ur4rec_recbole.texts.prompts import PromptBuilder
 from ur4rec_recbole.texts.records import ITEM_KIND, USER_KIND, TextRecord, text_path, write_records
 
@@ -48,7 +50,12 @@ def generate_texts(dataset_name: str, options: GenerationOptions,
     histories = histories_by_token(dataset, portions)
     builder = PromptBuilder(config["item_text_fields"], config["user_profile_fields"],
                             config["text_field_labels"], config["history_window"])
-    prompts = builder.item_prompts(items) + builder.user_prompts(histories, items)
+    prefixes = {}  # (user token, cutoff) -> the prefix its profile is written from
+    prompts = builder.item_prompts(items)
+    for rank in profile_histories(histories, config["profile_cutoffs"]):  # one prompt per user and cut-off
+        for prompt in builder.user_prompts(rank, items):
+            prompts.append(replace(prompt, cutoff=len(rank[prompt.token])))
+            prefixes[(prompt.token, prompts[-1].cutoff)] = rank[prompt.token]
 
     completer = COMPLETERS[options.backend](options)
     data_path = Path(config["data_path"])
@@ -58,23 +65,23 @@ def generate_texts(dataset_name: str, options: GenerationOptions,
     if summary.stopped:
         return summary
 
-    failed = {kind: [t for k, t in runner.failures if k == kind] for kind in (ITEM_KIND, USER_KIND)}
-    templates = {  # template texts only for what the LLM failed on
-        ITEM_KIND: {r.token: r for r in fallback.item_texts({t: items[t] for t in failed[ITEM_KIND]})},
-        USER_KIND: {r.token: r for r in fallback.user_texts({t: histories[t] for t in failed[USER_KIND]}, items)},
-    }
     written: dict[str, list[TextRecord]] = {ITEM_KIND: [], USER_KIND: []}
     for prompt in prompts:
-        key = (prompt.kind, prompt.token)
+        key = prompt.ident
         provenance = {"model": completer.model, "prompt_sha256": prompt.text_hash}
+        history = prefixes.get((prompt.token, prompt.cutoff))
+        profile = {} if history is None else {"cutoff": prompt.cutoff, "fingerprint": history_fingerprint(history)}
         if key in runner.answers:
             written[prompt.kind].append(TextRecord(prompt.token, runner.answers[key], completer.name,
-                                                   prompt.version, provenance))
-        elif prompt.token in templates[prompt.kind]:
-            base = templates[prompt.kind][prompt.token]
+                                                   prompt.version, provenance, **profile))
+            continue
+        # the LLM failed on this prompt: the template text of the same item or prefix stands in
+        base = (fallback.item_texts({prompt.token: items[prompt.token]}) if history is None
+                else fallback.user_texts({prompt.token: history}, items))
+        if base:
             reason, attempts = runner.failures[key]
-            written[prompt.kind].append(TextRecord(prompt.token, base.text, base.backend, base.version, {
-                **provenance, "fallback_for": completer.name, "failure": reason, "attempts": attempts}))
+            written[prompt.kind].append(TextRecord(prompt.token, base[0].text, base[0].backend, base[0].version, {
+                **provenance, "fallback_for": completer.name, "failure": reason, "attempts": attempts}, **profile))
             summary.fallbacks += 1
     for kind, records in written.items():
         path = text_path(data_path, config["dataset"], kind, options.text_source)

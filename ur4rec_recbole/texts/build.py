@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ur4rec_recbole.texts.base import TextBackend, histories_by_token, item_fields
+from ur4rec_recbole.texts.profiles import profile_histories, stamp
 from ur4rec_recbole.texts.records import ITEM_KIND, USER_KIND, text_path, write_records
 from ur4rec_recbole.texts.template import TemplateBackend
 
@@ -43,7 +44,9 @@ ON_THE_FLY: dict[str, Callable[..., TextBackend]] = {"template": template_backen
 def build_texts(config, dataset, histories: Mapping[int, np.ndarray]) -> tuple[Path, Path]:
     """Return the (user, item) text files for ``config['text_source']``, writing them if needed.
 
-    ``histories`` must hold only each user's training portion (internal ids).
+    ``histories`` must hold only each user's training portion (internal ids);
+    each user gets up to ``profile_cutoffs`` profiles, one per cut-off
+    (:mod:`ur4rec_recbole.texts.profiles`).
     """
     source = config["text_source"]
     user_path = text_path(config["data_path"], config["dataset"], USER_KIND, source)
@@ -53,7 +56,8 @@ def build_texts(config, dataset, histories: Mapping[int, np.ndarray]) -> tuple[P
         fields = sorted(set(config["item_text_fields"]) | set(config["user_profile_fields"]))
         items = item_fields(dataset, fields)
         write_records(item_path, backend.item_texts(items))
-        write_records(user_path, backend.user_texts(histories_by_token(dataset, histories), items))
+        ranks = profile_histories(histories_by_token(dataset, histories), config["profile_cutoffs"])
+        write_records(user_path, [r for rank in ranks for r in stamp(backend.user_texts(rank, items), rank)])
         getLogger().info(f"wrote {source} texts to {user_path} and {item_path}")
         return user_path, item_path
     for path in (user_path, item_path):

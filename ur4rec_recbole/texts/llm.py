@@ -117,8 +117,8 @@ class PromptRunner:
     def __init__(self, completer: Completer, cache: AnswerCache, options: GenerationOptions) -> None:
         self.completer, self.cache, self.options = completer, cache, options
         self.summary = GenerationSummary()
-        self.answers: dict[tuple[str, str], str] = {}  # (kind, token) -> text
-        self.failures: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, token) -> (reason, attempts)
+        self.answers: dict[tuple, str] = {}  # Prompt.ident (kind, token, cutoff) -> text
+        self.failures: dict[tuple, tuple[str, int]] = {}  # Prompt.ident -> (reason, attempts)
         self._stop: str | None = None
         self._consecutive_failures = 0
         self._last_reason = ""
@@ -136,7 +136,7 @@ class PromptRunner:
             if hit is None:
                 todo.append(prompt)
             else:
-                self.answers[(prompt.kind, prompt.token)] = hit.text
+                self.answers[prompt.ident] = hit.text
         summary.cached = len(prompts) - len(todo)
         getLogger().info(f"{summary.cached} of {len(prompts)} answers cached; {len(todo)} to generate")
         slots = asyncio.Semaphore(max(1, min(self.options.concurrency, self.completer.concurrency or 1)))
@@ -213,7 +213,7 @@ class PromptRunner:
                 text = reply.text.strip()
                 self.cache.put(self.key(prompt), self.completer.name, self.completer.model, prompt.version,
                                prompt.text_hash, text, reply.prompt_tokens, reply.completion_tokens)
-                self.answers[(prompt.kind, prompt.token)] = text
+                self.answers[prompt.ident] = text
                 s.generated += 1
                 self._consecutive_failures = 0
                 return
@@ -225,7 +225,7 @@ class PromptRunner:
         s = self.summary
         s.failed += 1
         s.failure_reasons[reason] += 1
-        self.failures[(prompt.kind, prompt.token)] = (reason, attempts)
+        self.failures[prompt.ident] = (reason, attempts)
         self.cache.fail(self.key(prompt), reason, attempts)
         self._consecutive_failures += 1
         if self._consecutive_failures >= self.options.max_consecutive_failures:

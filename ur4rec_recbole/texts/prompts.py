@@ -56,10 +56,17 @@ class Prompt:
     messages: tuple[tuple[str, str], ...]  # (role, content)
     max_tokens: int
     max_chars: int
+    cutoff: int | None = None  # user prompts: the training-portion prefix the history lines come from
+
+    @property
+    def ident(self) -> tuple[str, str, int | None]:
+        """What the prompt is for: (kind, token, cutoff); one user has a prompt per profile cut-off."""
+        return self.kind, self.token, self.cutoff
 
     @property
     def text_hash(self) -> str:
-        """SHA-256 of the exact messages: part of the cache key."""
+        """SHA-256 of the exact messages: part of the cache key (a user prompt's messages list the items
+        of its cut-off's prefix, so the key covers the cut-off)."""
         return hashlib.sha256(json.dumps(self.messages, ensure_ascii=False).encode()).hexdigest()
 
     def as_openai(self) -> list[dict]:

@@ -7,7 +7,11 @@ Files live next to the atomic files, e.g. ``dataset/ml-100k/``::
 
 Each line: ``{"token": ..., "text": ..., "backend": ..., "version": ..., ...}``
 where ``token`` is the raw RecBole token and ``version`` names the template
-or prompt that produced the text.
+or prompt that produced the text. A preference profile also has ``cutoff``
+(how many items of the user's training portion it summarises: one user has
+up to ``profile_cutoffs`` profiles) and ``fingerprint`` (of exactly those
+items, :func:`ur4rec_recbole.texts.profiles.history_fingerprint`), so a run
+can tell texts written under another split from its own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,13 @@ class TextRecord:
     backend: str
     version: str
     extra: dict = field(default_factory=dict)
+    cutoff: int | None = None  # profiles: the number of training-portion items summarised
+    fingerprint: str | None = None  # profiles: fingerprint of those items
+
+    @property
+    def key(self) -> str:
+        """Identity within a file: the token, with the cut-off for a profile (``u1@12``)."""
+        return self.token if self.cutoff is None else f"{self.token}@{self.cutoff}"
 
 
 def text_path(data_path: str | os.PathLike, dataset: str, kind: str, source: str) -> Path:
@@ -44,13 +55,13 @@ def write_records(path: str | os.PathLike, records: Iterable[TextRecord]) -> Non
     """Write records as JSONL atomically: readers never see a half-written file."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
-            row = asdict(record)
+            row = {k: v for k, v in asdict(record).items() if v is not None}
             extra = row.pop("extra")
             handle.write(json.dumps({**row, **extra}, ensure_ascii=False) + "\n")
 
 
 def read_records(path: str | os.PathLike) -> dict[str, TextRecord]:
-    """Read a JSONL text file; every malformed line is an error naming file and line."""
+    """Read a JSONL text file, keyed by :attr:`TextRecord.key`; every malformed line is an error naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"text file {path} does not exist")
@@ -68,11 +79,17 @@ def read_records(path: str | os.PathLike) -> dict[str, TextRecord]:
                 raise ValueError(f"{path}:{number}: expected an object with token, text, backend, version; missing {missing}")
             if not isinstance(row["text"], str):
                 raise ValueError(f"{path}:{number}: 'text' must be a string, got {type(row['text']).__name__}")
-            token = str(row.pop("token"))
-            if token in records:
-                raise ValueError(f"{path}:{number}: token {token!r} appears twice")
-            records[token] = TextRecord(
-                token=token, text=row.pop("text"), backend=str(row.pop("backend")),
-                version=str(row.pop("version")), extra=row,
+            cutoff = row.pop("cutoff", None)
+            if cutoff is not None and (not isinstance(cutoff, int) or isinstance(cutoff, bool) or cutoff < 1):
+                raise ValueError(f"{path}:{number}: 'cutoff' must be a positive int, got {cutoff!r}")
+            fingerprint = row.pop("fingerprint", None)
+            record = TextRecord(
+                token=str(row.pop("token")), text=row.pop("text"), backend=str(row.pop("backend")),
+                version=str(row.pop("version")), extra=row, cutoff=cutoff,
+                fingerprint=None if fingerprint is None else str(fingerprint),
             )
+            if record.key in records:
+                raise ValueError(f"{path}:{number}: token {record.token!r}"
+                                 + (f" with cutoff {cutoff}" if cutoff is not None else "") + " appears twice")
+            records[record.key] = record
     return records
