@@ -57,25 +57,25 @@ def build(tmp_path, tag: str, source: str, edit=None):
     return root, dataset, train._dataset.inter_feat, model
 
 
-def read_at_each_position(model, rows, user_id: int) -> dict[int, dict[str, torch.Tensor]]:
-    """What the model reads and computes at each absolute portion position of ``user_id``'s training windows."""
+def read_at_each_position(model, rows, user_id: int) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
+    """What the model reads and computes at each position of ``user_id``'s training windows.
+
+    Keyed by (the position's index in the training portion, the window): windows overlap, and each one's
+    reading of the same portion position is checked.
+    """
     rows = rows[rows["user_id"] == user_id]
-    seq, lengths = rows["item_id_list"], rows["item_length"]
-    positions = torch.arange(seq.shape[1]).expand(len(seq), -1)  # every position of every window
+    seq, lengths, start = rows["item_id_list"], rows["item_length"], rows[HISTORY_START]
+    index, positions = torch.nonzero(torch.arange(seq.shape[1]) < lengths[:, None], as_tuple=True)  # [P] each
     with torch.no_grad():
         table = model.item_table()
-        states = model.sequence_states(seq, table)  # [B, L, H]
-        profile, valid = model.profile_slot(rows["user_id"], positions, rows[HISTORY_START])
-        proxies, views = model._proxies(rows, seq, lengths, positions, states, rows[HISTORY_START])
-        retrieved = model.retriever_scores(proxies.flatten(0, 1), views).view(*positions.shape, -1)
+        states = model.sequence_states(seq, table)[index, positions]  # [P, H]
+        profile, valid = model.profile_slot(rows["user_id"][index], positions, start[index])
+        proxies, views = model._proxies(rows, seq, lengths, index, positions, states, start)
+        retrieved = model.retriever_scores(proxies, views)  # [P, N]
         fused = model.fusion.rank_scores(states @ table.T, retrieved, states)
-    read = {}
-    for r in range(len(seq)):
-        for p in range(int(lengths[r])):
-            read[int(rows[HISTORY_START][r]) + p] = {
-                "item": seq[r, p], "profile": profile[r, p] * valid[r, p], "proxies": proxies[r, p],
-                "retriever": retrieved[r, p], "fused": fused[r, p]}
-    return read
+    return {(int(start[r]) + p, r): {"item": seq[r, p], "profile": profile[i] * valid[i], "proxies": proxies[i],
+                                     "retriever": retrieved[i], "fused": fused[i]}
+            for i, (r, p) in enumerate(zip(index.tolist(), positions.tolist()))}
 
 
 @pytest.mark.parametrize("source", ["template", "openai"])
@@ -105,11 +105,11 @@ def test_nothing_read_at_t_depends_on_later_items(tmp_path, monkeypatch, source)
     before = read_at_each_position(base_model, base_rows, uid)
     after = read_at_each_position(new_model, new_rows, uid)
     assert set(before) == set(after)
-    for t in sorted(before):
-        if t < CHANGE_FROM:
-            for what, value in before[t].items():
-                torch.testing.assert_close(after[t][what], value, rtol=0, atol=0, msg=f"{what} at {t}")
-    late = [t for t in before if t >= CHANGE_FROM]
-    assert late and any(not torch.equal(before[t]["fused"], after[t]["fused"]) for t in late)
+    past = [key for key in before if key[0] < CHANGE_FROM]
+    for key in past:
+        for what, value in before[key].items():
+            torch.testing.assert_close(after[key][what], value, rtol=0, atol=0, msg=f"{what} at {key}")
+    late = [key for key in before if key[0] >= CHANGE_FROM]
+    assert late and any(not torch.equal(before[key]["fused"], after[key]["fused"]) for key in late)
     # a profile whose cut-off is within the past is read at some position (the slot is not simply masked)
-    assert any(before[t]["profile"].abs().sum() > 0 for t in before if t < CHANGE_FROM)
+    assert any(before[key]["profile"].abs().sum() > 0 for key in past)

@@ -151,38 +151,33 @@ class PreferenceRetriever(nn.Module):
         return memory, valid, index.repeat(len(histories))
 
     def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
-                     positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor,
+                     rows: torch.Tensor, positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor,
                      states: torch.Tensor) -> torch.Tensor:
-        """Proxy outputs for each query position.
+        """Proxy outputs for each query: ``[P, K, H]``.
 
         memory ``[B, M, H]``, valid ``[B, M]``, slot_position ``[M]`` (see
-        :meth:`memory`); positions ``[B, T]`` (the last history index each query
-        may see); profile ``[B, T, H]`` and profile_valid ``[B, T]``: the
-        preference slot each query sees (the newest profile written from items
-        up to its position); states ``[B, T, H]``: the sequence state there.
-        Returns ``[B, T, K, H]``.
+        :meth:`memory`); per query: rows ``[P]`` (its batch row), positions
+        ``[P]`` (the last history index it may see), profile ``[P, H]`` and
+        profile_valid ``[P]`` (the preference slot it sees: the newest profile
+        written from items up to its position), states ``[P, H]`` (the sequence
+        state there).
         """
         batch, slots, _ = memory.shape
-        causal = slot_position[None, None, :] <= positions[:, :, None]  # [B, T, M]
-        mask = torch.cat([profile_valid[..., None], causal & valid[:, None, :]], dim=-1)  # [B, T, 1 + M]
-
-        k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)  # [B, M, nh, d]
-        v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)  # [B, M, nh, d]
-        k_pref = self.key(profile).view(*profile.shape[:2], self.n_heads, self.head_dim)  # [B, T, nh, d]
-        v_pref = self.value(profile).view(*profile.shape[:2], self.n_heads, self.head_dim)  # [B, T, nh, d]
-        base = self.proxies.expand(*positions.shape, -1, -1)  # [B, T, K, H]
+        mask = (slot_position[None, :] <= positions[:, None]) & valid[rows]  # [P, M]
+        mask = torch.cat([profile_valid[:, None], mask], dim=-1)  # [P, 1 + M]
+        k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
+        v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
+        k = torch.cat([self.key(profile).view(-1, 1, self.n_heads, self.head_dim), k], dim=1)  # [P, 1 + M, nh, d]
+        v = torch.cat([self.value(profile).view(-1, 1, self.n_heads, self.head_dim), v], dim=1)
+        base = self.proxies.expand(len(rows), -1, -1)  # [P, K, H]
         if self.state_query is not None:
-            base = base + self.state_query(states)[:, :, None]  # queries conditioned on the sequence state
-        q = self.query(base).view(*base.shape[:3], self.n_heads, self.head_dim)  # [B, T, K, nh, d]
-        scale = 1.0 / math.sqrt(self.head_dim)
-        logits_pref = torch.einsum("btknd,btnd->btnk", q, k_pref)[..., None] * scale  # [B, T, nh, K, 1]
-        logits_hist = torch.einsum("btknd,bmnd->btnkm", q, k) * scale  # [B, T, nh, K, M]
-        logits = torch.cat([logits_pref, logits_hist], dim=-1)  # [B, T, nh, K, 1 + M]
-        logits = logits.masked_fill(~mask[:, :, None, None, :], float("-inf"))
+            base = base + self.state_query(states)[:, None]  # queries conditioned on the sequence state
+        q = self.query(base).view(*base.shape[:2], self.n_heads, self.head_dim)  # [P, K, nh, d]
+        logits = torch.einsum("pknd,pmnd->pnkm", q, k) / math.sqrt(self.head_dim)  # [P, nh, K, 1 + M]
+        logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
         attn = self.dropout(torch.softmax(logits, dim=-1).nan_to_num(0.0))  # a query with no memory reads nothing
-        context = (torch.einsum("btnk,btnd->btknd", attn[..., 0], v_pref)
-                   + torch.einsum("btnkm,bmnd->btknd", attn[..., 1:], v)).flatten(-2)  # [B, T, K, H]
-        out = self.norm1(base + self.dropout(self.out(context)))  # [B, T, K, H]
+        context = torch.einsum("pnkm,pmnd->pknd", attn, v).flatten(-2)  # [P, K, H]
+        out = self.norm1(base + self.dropout(self.out(context)))  # [P, K, H]
         return self.norm2(out + self.dropout(self.ffn(out)))
 
     def score(self, proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

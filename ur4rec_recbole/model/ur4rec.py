@@ -200,29 +200,32 @@ class UR4Rec(SASRec):
 
     def profile_slot(self, users: torch.Tensor, positions: torch.Tensor,
                      history_start: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The preference slot each query reads: ``[B, T, H]`` and its validity ``[B, T]``.
+        """The preference slot each query reads: ``[P, H]`` and its validity ``[P]`` (users, positions: ``[P]``).
 
-        Training (``history_start`` given: the portion index of each row's first
-        history item): the newest profile whose cut-off is at most the number of
-        portion items read at the position, so nothing after it. Evaluation
-        (``None``): the newest profile, written from the whole training portion.
+        Training (``history_start [P]`` given: the portion index of the query's
+        row's first history item): the newest profile whose cut-off is at most
+        the number of portion items read at the position, so nothing after it.
+        Evaluation (``None``): the newest profile, written from the whole
+        training portion.
         """
-        rows, cuts = self.profile_rows[users], self.profile_cutoffs[users]  # [B, C]
+        rows, cuts = self.profile_rows[users], self.profile_cutoffs[users]  # [P, C]
         if history_start is None:
-            newest = (rows > 0).sum(1, keepdim=True) - 1  # [B, 1]
-            pick = newest.expand(-1, positions.shape[1])  # [B, T]
+            pick = (rows > 0).sum(1) - 1  # [P] the newest profile
         else:
-            read = history_start[:, None] + positions + 1  # [B, T] portion items read at each position
-            pick = (cuts[:, None, :] <= read[..., None]).sum(-1) - 1  # [B, T] newest cut-off <= read
-        row = rows.gather(1, pick.clamp(min=0))  # [B, T]
+            read = history_start + positions + 1  # [P] portion items read at the position
+            pick = (cuts <= read[:, None]).sum(1) - 1  # [P] the newest cut-off <= read
+        row = rows.gather(1, pick.clamp(min=0)[:, None]).squeeze(1)  # [P]
         valid = (pick >= 0) & (row > 0) & self.use_profile
-        vectors = self.retriever.user_adapter(self.profile_text[rows])  # [B, C, H]: adapt each profile once
-        slot = vectors.gather(1, pick.clamp(min=0)[..., None].expand(-1, -1, vectors.shape[-1]))  # [B, T, H]
-        return slot, valid
+        return self.retriever.user_adapter(self.profile_text[row]), valid
 
-    def _proxies(self, interaction, item_seq: torch.Tensor, item_seq_len: torch.Tensor, positions: torch.Tensor,
-                 states: torch.Tensor, history_start: torch.Tensor | None) -> tuple[torch.Tensor, ItemViews]:
-        """Proxy states ``[B, T, K, H]`` at ``positions`` (sequence states there: ``states [B, T, H]``) and the item views."""
+    def _proxies(self, interaction, item_seq: torch.Tensor, item_seq_len: torch.Tensor, rows: torch.Tensor,
+                 positions: torch.Tensor, states: torch.Tensor,
+                 history_start: torch.Tensor | None) -> tuple[torch.Tensor, ItemViews]:
+        """Proxy states ``[P, K, H]`` of the queries at (``rows``, ``positions``) ``[P]``, and the item views.
+
+        ``states [P, H]``: the sequence states there; ``history_start [B]``:
+        see :meth:`profile_slot` (``None`` at evaluation).
+        """
         views = self.item_views()
         in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
         if views.single is not None:
@@ -231,8 +234,9 @@ class UR4Rec(SASRec):
             has_image = in_history & views.image_mask[item_seq]  # [B, L]
             blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
         memory = self.retriever.memory(blocks)
-        profile, profile_valid = self.profile_slot(interaction[self.USER_ID], positions, history_start)
-        return self.retriever.proxy_states(*memory, positions, profile, profile_valid, states), views
+        start = None if history_start is None else history_start[rows]
+        profile, profile_valid = self.profile_slot(interaction[self.USER_ID][rows], positions, start)
+        return self.retriever.proxy_states(*memory, rows, positions, profile, profile_valid, states), views
 
     def retriever_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
         """Retriever score of every item for each query's proxies ``[P, K, H]``. ``[P, N]``"""
@@ -245,13 +249,15 @@ class UR4Rec(SASRec):
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         table = self.item_table()
         state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
-        seq_scores = state @ table.T  # [B, N]
-        ret_scores = None
+        query, ret_scores = state, None
         if self.fusion.uses_retriever:
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None],
-                                           state[:, None], None)
-            ret_scores = self.retriever_scores(proxies[:, 0], views)  # [B, N]
-        scores = self.fusion.rank_scores(seq_scores, ret_scores, state)
+            rows = torch.arange(len(item_seq), device=item_seq.device)
+            proxies, views = self._proxies(interaction, item_seq, item_seq_len, rows, item_seq_len - 1, state, None)
+            if getattr(self.fusion, "fuses_queries", False):
+                query = self.fusion.query(state, proxies)  # [B, H]
+            else:
+                ret_scores = self.retriever_scores(proxies, views)  # [B, N]
+        scores = self.fusion.rank_scores(query @ table.T, ret_scores, state)
         if self.exclude_history:
             scores = scores.scatter(1, item_seq, float("-inf"))
         return scores
@@ -282,16 +288,17 @@ class UR4Rec(SASRec):
             targets, valid = target[:, None], torch.ones_like(positions, dtype=torch.bool)
         state = states.gather(1, positions[..., None].expand(-1, -1, states.shape[-1]))[valid]  # [P, H]
         targets = targets[valid]  # [P]
-        seq_logits = state @ table.T  # [P, N]
-
-        ret_logits = None
+        query, ret_logits = state, None
         terms = self.active_terms()
         if self.fusion.uses_retriever or terms:
-            at = states.gather(1, positions[..., None].expand(-1, -1, states.shape[-1]))  # [B, T, H]
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, positions, at,
-                                           interaction[HISTORY_START])  # [B, T, K, H]
-            proxies = proxies[valid]  # [P, K, H]
-            ret_logits = self.retriever_scores(proxies, views)  # [P, N]
+            rows = torch.arange(len(item_seq), device=item_seq.device)[:, None].expand_as(positions)[valid]  # [P]
+            proxies, views = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid], state,
+                                           interaction[HISTORY_START])  # [P, K, H]
+            if getattr(self.fusion, "fuses_queries", False):
+                query = self.fusion.query(state, proxies)  # [P, H]
+            if not getattr(self.fusion, "fuses_queries", False) or "retrieval" in terms:
+                ret_logits = self.retriever_scores(proxies, views)  # [P, N]
+        seq_logits = query @ table.T  # [P, N]
         logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
         if self.train_exclude_history:
             seen = torch.where(torch.arange(item_seq.shape[1], device=item_seq.device) <= positions[..., None],

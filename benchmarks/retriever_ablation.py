@@ -1,0 +1,153 @@
+"""Retriever ablation on VALIDATION: one design choice changed at a time from the shipped UR4Rec.
+
+    python benchmarks/retriever_ablation.py --dataset amazon-office \\
+        --config_files dataset/amazon-office/amazon-office.yaml \\
+        --out benchmarks/results/retriever-ablation-amazon-office
+    python benchmarks/retriever_ablation.py --dataset ml-100k --out benchmarks/results/retriever-ablation-ml-100k
+
+Every variant is the dataset's shipped settings (package yaml, dataset yaml,
+``--config_files``) plus the overrides in ``VARIANTS``; it is trained with
+early stopping on validation and **never tested** (``test=False``): the table
+is for choosing, and test is read once, by ``--compare``, for the chosen
+design only. Each run is written to ``<out>/runs/<variant>-seed<S>.json`` as it
+finishes (a rerun skips finished runs, so the script can be stopped and
+resumed); ``<out>/ablation.md`` and ``ablation.json`` hold the table: valid
+NDCG@10 (mean ± std over seeds when there are several), the change against
+the shipped UR4Rec and the ablation, seconds per epoch and its ratio to the
+ablation's (same process, one after the other), best epoch and epochs run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from ur4rec_recbole.io import machine, write_json, write_text  # noqa: E402
+
+# (name, what it changes, overrides on top of the shipped settings); the first two are the references
+VARIANTS: list[tuple[str, str, dict[str, str]]] = [
+    ("ablation", "retriever off: SASRec on the same windows (`retriever_weight=0`, `fusion=none`)",
+     {"retriever_weight": "0", "fusion": "none"}),
+    ("UR4Rec", "the shipped design", {}),
+    # (a) queries
+    ("static queries", "K learned proxy queries, not conditioned on the sequence state", {"retriever_query": "proxies"}),
+    # (b) pooling
+    ("max pooling", "hard max over proxies", {"proxy_pooling": "max"}),
+    ("mean pooling", "mean over proxies", {"proxy_pooling": "mean"}),
+    ("logsumexp pooling", "smooth max over proxies", {"proxy_pooling": "logsumexp"}),
+    # (c) diversity
+    ("diversity 0.1", "proxy diversity loss, weight 0.1", {"diversity_weight": "0.1"}),
+    # (d) knowledge texts
+    ("no titles", "knowledge texts without titles", {"item_text_fields": "NO_TITLE"}),
+    # (e) adapters
+    ("mlp adapter", "two-layer trainable item adapter (the original)", {"item_adapter": "mlp"}),
+    ("linear adapter", "one linear map", {"item_adapter": "linear"}),
+    ("lowrank adapter", "rank-16 linear map", {"item_adapter": "lowrank"}),
+    ("frozen adapter", "fixed PCA projection of the knowledge vectors", {"item_adapter": "frozen"}),
+    # (f) text in the item representation
+    ("text in items", "adapted knowledge vector added to the ID embedding (UniSRec-style)", {"text_in_items": "True"}),
+    ("no text in items", "text only in the retriever", {"text_in_items": "False"}),
+    # memory
+    ("no profile", "memory without the preference profile", {"use_profile": "False"}),
+    # (g) staging
+    ("backbone first", "backbone alone, then retriever and fusion on the frozen backbone",
+     {"stages": "STAGED"}),
+]
+
+
+def title_free_fields(config) -> list[str]:
+    """The dataset's knowledge fields without its title column."""
+    return [f for f in config["item_text_fields"] if f != "title"]
+
+
+def resolve(overrides: dict[str, str], base) -> dict[str, str]:
+    """Fill the placeholders that depend on the dataset's settings."""
+    resolved = dict(overrides)
+    if resolved.get("item_text_fields") == "NO_TITLE":
+        resolved["item_text_fields"] = str(title_free_fields(base))
+    if resolved.get("stages") == "STAGED":
+        first = int(base["staged_backbone_epochs"] or 20)
+        resolved["stages"] = str([
+            {"name": "backbone", "epochs": first, "train": ["backbone"], "fusion": "none", "retriever_weight": 0},
+            {"name": "retriever", "epochs": int(base["epochs"]) - first, "train": ["retriever", "fusion"]}])
+    return resolved
+
+
+def run_variant(dataset: str, config_files: list[str], overrides: dict[str, str], seed: int) -> dict:
+    from ur4rec_recbole.run.single import run
+
+    settings = {"seed": str(seed), "show_progress": "False", "state": "WARNING", **overrides}
+    result = run("UR4Rec", dataset, config_files, cmd_overrides=settings, saved=False, test=False)
+    return {key: result[key] for key in ("best_valid_result", "seconds_per_epoch", "best_epoch", "epochs_run",
+                                         "train_seconds", "machine")} | {"overrides": overrides, "seed": seed}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | what changes | valid NDCG@10 | Δ vs UR4Rec | Δ vs ablation | s/epoch | × ablation s/epoch "
+             "| best epoch | epochs run |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['name']} | {row['what']} | {row['valid']} | {row['vs_ur4rec']} | {row['vs_ablation']} "
+                     f"| {row['s_per_epoch']:.1f} | {row['time_ratio']:.2f} | {row['best_epoch']} | {row['epochs_run']} |")
+    return "\n".join(lines)
+
+
+def summarise(results: dict[str, list[dict]]) -> list[dict]:
+    def mean(name: str, key) -> float:
+        return statistics.fmean(key(r) for r in results[name])
+
+    ndcg = {name: mean(name, lambda r: r["best_valid_result"]["ndcg@10"]) for name in results}
+    rows = []
+    for name, what, _ in VARIANTS:
+        if name not in results:
+            continue
+        values = [r["best_valid_result"]["ndcg@10"] for r in results[name]]
+        shown = f"{ndcg[name]:.4f}" + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
+        rel = {ref: (f"{100 * (ndcg[name] / ndcg[ref] - 1):+.1f}%" if ref in ndcg and ref != name else "–")
+               for ref in ("UR4Rec", "ablation")}
+        speed = mean(name, lambda r: r["seconds_per_epoch"])
+        rows.append({"name": name, "what": what, "valid": shown, "valid_mean": ndcg[name], "seeds": len(values),
+                     "vs_ur4rec": rel["UR4Rec"], "vs_ablation": rel["ablation"], "s_per_epoch": speed,
+                     "time_ratio": speed / mean("ablation", lambda r: r["seconds_per_epoch"]) if "ablation" in results
+                     else float("nan"),
+                     "best_epoch": f"{mean(name, lambda r: r['best_epoch']):.1f}",
+                     "epochs_run": f"{mean(name, lambda r: r['epochs_run']):.1f}"})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--config_files", nargs="*", default=[])
+    parser.add_argument("--seeds", default="2020", help="comma-separated seeds")
+    parser.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    from ur4rec_recbole.config import Config
+
+    base = Config("UR4Rec", args.dataset, args.config_files)
+    chosen = [v for v in VARIANTS if args.variants is None or v[0] in args.variants.split(",")]
+    results: dict[str, list[dict]] = {}
+    for name, _, overrides in chosen:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            path = args.out / "runs" / f"{name.replace(' ', '-')}-seed{seed}.json"
+            if not path.is_file():
+                write_json(path, run_variant(args.dataset, args.config_files, resolve(overrides, base), seed))
+            import json
+
+            results.setdefault(name, []).append(json.loads(path.read_text()))
+    rows = summarise(results)
+    write_json(args.out / "ablation.json", {"dataset": args.dataset, "rows": rows, "machine": machine(),
+                                             "command": " ".join(sys.argv)})
+    write_text(args.out / "ablation.md", f"# Retriever ablation on {args.dataset} (validation NDCG@10)\n\n"
+               + table(rows) + "\n")
+    print(table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
