@@ -81,6 +81,14 @@ def tiny_overrides(root: Path, tmp: Path, name: str = "tiny", **extra) -> dict:
     return settings
 
 
+SEQUENCE_MODEL_SETTINGS = ("hidden_size", "inner_size", "n_layers")  # in tiny_overrides; Pop does not know them
+
+
+def for_non_sequential(overrides: dict) -> dict:
+    """``overrides`` without the settings only sequence models know (unknown settings are refused)."""
+    return {k: v for k, v in overrides.items() if k not in SEQUENCE_MODEL_SETTINGS}
+
+
 def fails_clearly(capsys, call, match: str, code: int = 2) -> str:
     """Run a command's ``call()``: it must exit with ``code`` and one stderr line matching ``match``."""
     import re

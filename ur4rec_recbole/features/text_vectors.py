@@ -62,6 +62,7 @@ def encode_records(
     encoder: str,
     batch_size: int = 128,
     device: str | None = None,
+    show_progress: bool = True,
 ) -> bool:
     """Write the vectors of ``records`` to ``out_path`` unless an identical file exists.
 
@@ -77,7 +78,7 @@ def encode_records(
     model = _load(encoder, device)
     if texts:
         vectors = model.encode(
-            texts, batch_size=batch_size, show_progress_bar=True,
+            texts, batch_size=batch_size, show_progress_bar=show_progress,
             convert_to_numpy=True, normalize_embeddings=True,
         )
     else:

@@ -6,7 +6,7 @@ import os
 import sys
 from logging import getLogger
 from time import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from recbole.data import data_preparation
 from recbole.utils import init_seed, set_color
@@ -31,10 +31,13 @@ def run(
     callback_fn: Callable[[int, float], None] | None = None,
     per_user: bool = False,
     test: bool = True,
+    also_known: Collection[str] = (),
 ) -> dict:
     """Train ``model`` on ``dataset`` with RecBole's split and evaluator; return the results.
 
     ``resume`` continues from a checkpoint written by an earlier run.
+    ``also_known``: settings accepted although ``model`` does
+    not know them (``--compare``: known to another model of the list).
     ``callback_fn(epoch_idx, valid_score)`` is RecBole's per-validation hook
     (Ray Tune reports through it); ``per_user`` adds each test user's NDCG@10
     (``per_user_test``) for paired tests between models. ``test=False`` stops
@@ -42,7 +45,7 @@ def run(
     The returned dict is what ``--results`` writes as JSON.
     """
     start = time()
-    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides)
+    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
     config, logger = prepared.config, getLogger()
     logger.info(sys.argv)
     train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
