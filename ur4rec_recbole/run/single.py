@@ -11,8 +11,10 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 from recbole.data import data_preparation
 from recbole.utils import init_seed, set_color
 
+from ur4rec_recbole.data.fingerprint import data_fingerprint
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
 from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.training.trainer import check_checkpoint, read_checkpoint
 from ur4rec_recbole.run.metrics import per_user_ndcg, random_state, set_random_state
 from ur4rec_recbole.run.prepare import prepare_run
 
@@ -35,8 +37,9 @@ def run(
 ) -> dict:
     """Train ``model`` on ``dataset`` with RecBole's split and evaluator; return the results.
 
-    ``resume`` continues from a checkpoint written by an earlier run.
-    ``also_known``: settings accepted although ``model`` does
+    ``resume`` continues from a checkpoint written by an earlier run on the
+    same data (this run writes its own checkpoint; the source is never
+    overwritten). ``also_known``: settings accepted although ``model`` does
     not know them (``--compare``: known to another model of the list).
     ``callback_fn(epoch_idx, valid_score)`` is RecBole's per-validation hook
     (Ray Tune reports through it); ``per_user`` adds each test user's NDCG@10
@@ -45,8 +48,11 @@ def run(
     The returned dict is what ``--results`` writes as JSON.
     """
     start = time()
+    source = read_checkpoint(resume) if resume is not None else None  # not a checkpoint: one line, before any setup
     prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
     config, logger = prepared.config, getLogger()
+    if source is not None:  # another model or dataset, changed atomic files: refused before anything is built
+        check_checkpoint(source, config, resume, "resume", data_fingerprint(config, vectors=False))
     logger.info(sys.argv)
     train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
 
@@ -102,9 +108,12 @@ def test_saved_model(model: str, dataset: str, checkpoint: str | os.PathLike,
     """Test a checkpoint saved by :func:`run` once, with the configuration it was trained with.
 
     A hyperparameter search tests only its chosen trial, at the end, this way.
+    A checkpoint of another model or trained on other data is refused.
     """
+    source = read_checkpoint(checkpoint)
     prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides)
     config = prepared.config
+    check_checkpoint(source, config, checkpoint, "test", data_fingerprint(config, vectors=False))
     train_data, _, test_data = data_preparation(config, prepared.dataset)
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
