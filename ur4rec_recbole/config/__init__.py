@@ -21,8 +21,8 @@ from typing import Any, Collection, Mapping, Sequence
 import yaml
 from recbole.config import Config as RecBoleConfig
 
-from ur4rec_recbole.config.settings import (line_of_key, parse_encoding, parse_modalities, read_settings_file,
-                                            suggest)
+from ur4rec_recbole.config.settings import (check_cold_items, line_of_key, parse_encoding, parse_modalities,
+                                            read_settings_file, suggest)
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.lookups import get_model
 
@@ -88,6 +88,7 @@ class Config(RecBoleConfig):
         self.final_config_dict["encoding"] = parse_encoding(self.final_config_dict.get("encoding"))
         if "modalities" in self.final_config_dict:
             self.final_config_dict["modalities"] = parse_modalities(self.final_config_dict["modalities"])
+        check_cold_items(self)
         check = getattr(self.model_class, "check_settings", None)
         if check is not None:
             check(self)

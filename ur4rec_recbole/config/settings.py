@@ -110,3 +110,12 @@ def parse_encoding(value: Any) -> str:
     except LookupError:
         raise InputError(f"setting encoding={value!r}: unknown encoding; e.g. utf-8, latin-1, cp1252") from None
     return "utf-8-sig" if name in ("utf-8", "utf-8-sig") else name
+
+
+def check_cold_items(config) -> None:
+    """``cold_items`` is a fraction in [0, 1) and ``cold_items_seed`` an int (the protocol: data/split.py)."""
+    if config["cold_items"] is None:
+        config["cold_items"] = 0.0
+    require_number(config, "cold_items", 0, 1)
+    require(config, "cold_items", config["cold_items"] < 1, "a fraction of the items in [0, 1), e.g. 0.2")
+    require_number(config, "cold_items_seed", integer=True)
