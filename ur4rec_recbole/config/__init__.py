@@ -1,8 +1,12 @@
 """A RecBole ``Config`` that knows this package's models and yaml defaults.
 
 Priority, lowest first: RecBole's own yaml < this package's ``properties/``
-(overall; texts and images for this package's models; model; dataset) <
-``config_file_list`` < ``config_dict`` < ``cmd_overrides``. ``sys.argv`` is never read: the run script parses its own
+(overall; texts and images for this package's models; model; dataset) < the
+dataset's own yaml next to its atomic files (``DIR/<name>/<name>.yaml``, DIR =
+``data_path``) < ``config_file_list`` < ``config_dict`` < ``cmd_overrides``.
+Dataset settings nobody sets are filled in from the atomic files' headers
+(:mod:`ur4rec_recbole.config.dataset_files`), so a folder of atomic files runs
+without any yaml. ``sys.argv`` is never read: the run script parses its own
 flags and passes the ``--key=value`` leftovers explicitly, so the same Config
 behaves identically under pytest, Ray workers and notebooks.
 
@@ -18,9 +22,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
+import recbole
 import yaml
 from recbole.config import Config as RecBoleConfig
 
+from ur4rec_recbole.config.dataset_files import complete_dataset_settings, dataset_yaml_path
 from ur4rec_recbole.config.settings import (check_cold_items, line_of_key, parse_encoding, parse_modalities,
                                             read_settings_file, suggest)
 from ur4rec_recbole.errors import InputError
@@ -28,6 +34,8 @@ from ur4rec_recbole.lookups import get_model
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # shipped inside the package
 DEFAULT_DATA_ROOT = "dataset"  # as RecBole: relative to the working directory
+RECBOLE_DATASET_DIR = Path(recbole.__file__).resolve().parent / "properties" / "dataset"
+NOT_IN_DATASET_YAML = ("data_path", "data_root")  # the dataset's yaml is found through them
 PACKAGE_YAML = ("overall.yaml", "texts.yaml", "images.yaml")  # this package's settings, known for every model
 # set by RecBole's Config itself (or ours: data_root), never by a yaml file
 DERIVED_SETTINGS = ("model", "dataset", "data_root", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device",
@@ -73,6 +81,10 @@ class Config(RecBoleConfig):
     ) -> None:
         self._cmd_overrides = dict(cmd_overrides or {})
         self._config_files = [str(f) for f in config_file_list or []]
+        self.dataset_yaml: Path | None = None  # DIR/<name>/<name>.yaml when there is one
+        self.dataset_yaml_dict: dict = {}  # its settings
+        self.dataset_settings: set[str] = set()  # settings some dataset yaml (RecBole's, ours, the folder's) gives
+        self.dataset_notes: list[str] = []  # settings filled in from the atomic files (prepare_run logs them)
         super().__init__(
             model=model,
             dataset=dataset,
@@ -85,7 +97,12 @@ class Config(RecBoleConfig):
         """Refuse unknown settings, parse shared ones once, let the model check its own (before any data loads)."""
         given = set(self.file_config_dict) | set(self.variable_config_dict) | set(self.cmd_config_dict)
         self.reject_unknown(given - set(also_known))
+        # a dataset's yaml serves every model: a setting of another of this package's models is not a typo
+        self.reject_unknown(set(self.dataset_yaml_dict),
+                            known=self.known_settings().union(*model_settings().values()))
         self.final_config_dict["encoding"] = parse_encoding(self.final_config_dict.get("encoding"))
+        configured = self.dataset_settings | set(self.external_config_dict)
+        self.dataset_notes = complete_dataset_settings(self, configured)
         if "modalities" in self.final_config_dict:
             self.final_config_dict["modalities"] = parse_modalities(self.final_config_dict["modalities"])
         check_cold_items(self)
@@ -133,10 +150,10 @@ class Config(RecBoleConfig):
             return f"--{key}"
         if key in self.variable_config_dict:
             return "config_dict"
-        for path in reversed(self._config_files):
+        for path in [*reversed(self._config_files), *([self.dataset_yaml] if self.dataset_yaml else [])]:
             if key in read_settings_file(path, self.yaml_loader):
                 line = line_of_key(path, key)
-                return f"{path}, line {line}" if line else path
+                return f"{path}, line {line}" if line else str(path)
         return "settings"
 
     def _load_config_files(self, file_list):
@@ -175,19 +192,49 @@ class Config(RecBoleConfig):
             if path.is_file():
                 loaded = self._update_internal_config_dict(str(path))
                 if path.parent.name == "dataset" and loaded:
-                    self.parameters["Dataset"] += [
-                        k for k in loaded if k not in self.parameters["Dataset"]
-                    ]
+                    self._dataset_parameters(loaded)
+        recbole_yaml = RECBOLE_DATASET_DIR / f"{dataset}.yaml"  # RecBole's own (ml-100k, ...)
+        if recbole_yaml.is_file():
+            self.dataset_settings |= set(read_settings_file(recbole_yaml, self.yaml_loader))
+        self._load_dataset_yaml(dataset)
+
+    def _load_dataset_yaml(self, dataset: str) -> None:
+        """``DIR/<name>/<name>.yaml``: above the package's dataset yaml, below every file and flag the user gives.
+
+        Kept apart from the internal (default) settings so that its keys are
+        checked for typos like the user's other files.
+        """
+        path = dataset_yaml_path(self._data_root(), dataset)
+        if not path.is_file():
+            return
+        loaded = read_settings_file(path, self.yaml_loader)
+        for key in NOT_IN_DATASET_YAML:
+            if key in loaded:
+                raise InputError(f"{path}, line {line_of_key(path, key)}: {key} cannot be set in the dataset's own "
+                                 f"yaml (it is found through {key}); pass --{key}=DIR or set it in a --config_files yaml")
+        self.dataset_yaml, self.dataset_yaml_dict = path, loaded
+        self.dataset_settings |= set(loaded)  # not among RecBole's "Dataset" parameters: those count as known
+
+    def _dataset_parameters(self, loaded: Mapping[str, Any]) -> None:
+        self.dataset_settings |= set(loaded)
+        # a new list: RecBole's category lists are module globals shared by every Config
+        known = self.parameters["Dataset"]
+        self.parameters["Dataset"] = known + [k for k in loaded if k not in known]
+
+    def _get_final_config_dict(self) -> dict:
+        return {**self.internal_config_dict, **self.dataset_yaml_dict, **self.external_config_dict}
+
+    def _data_root(self) -> str:
+        """The folder that holds ``<dataset>/`` (``data_path``, default ``dataset/`` under the working directory)."""
+        given = self.external_config_dict
+        return os.path.abspath(str(given.get("data_root") or given.get("data_path") or DEFAULT_DATA_ROOT))
 
     def _set_default_parameters(self) -> None:
         super()._set_default_parameters()
         # RecBole pins ml-100k to the copy inside its wheel; we keep every
         # dataset, ml-100k included, under one root so that texts and vectors
         # live next to the atomic files they were built from.
-        root = self.final_config_dict.get("data_root")
-        if root is None:
-            root = self.external_config_dict.get("data_path") or DEFAULT_DATA_ROOT
-        self.final_config_dict["data_root"] = os.path.abspath(str(root))
+        self.final_config_dict["data_root"] = self._data_root()
         self.final_config_dict["data_path"] = os.path.join(
             self.final_config_dict["data_root"], self.dataset
         )

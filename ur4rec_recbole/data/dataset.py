@@ -35,14 +35,15 @@ def check_text_inputs(config) -> None:
     """Before any atomic file is read: the template texts' columns exist in ``.item`` and are loaded."""
     if config["text_source"] != "template" or (config["item_vector_file"] and config["user_vector_file"]):
         return
-    fields = template_fields(config)
     path = Path(config["data_path"]) / f"{config['dataset']}.item"
-    if not path.is_file():
+    if not path.is_file():  # first: without it there is nothing to choose text fields from (zero-config)
+        named = [*(config["item_text_fields"] or []), *(config["user_profile_fields"] or [])]
         raise InputError(
             f"{path} does not exist, but the template texts read item_text_fields and user_profile_fields "
-            f"({', '.join(fields)}) from it: add the .item file (item_id:token plus those columns), or set "
-            f"item_vector_file and user_vector_file"
+            f"({', '.join(dict.fromkeys(named)) or 'unset'}) from it: add the .item file (item_id:token plus "
+            f"columns such as title:token_seq), or set item_vector_file and user_vector_file"
         )
+    fields = template_fields(config)
     columns = [c.name for c in read_header(path, config["field_separator"], config["encoding"])]
     loaded = (config["load_col"] or {}).get("item") if isinstance(config["load_col"], dict) else None
     for name in fields:

@@ -63,7 +63,10 @@ def prepare_run(
     build_dataset: bool = True,
     also_known: Collection[str] = (),
 ) -> Prepared:
-    """Config (package yaml < dataset yaml < files < dict < overrides), seed, logger, then the dataset.
+    """Config (package yaml < the dataset's own yaml < files < dict < overrides), seed, logger, then the dataset.
+
+    Dataset settings nobody gave are filled in from the atomic files' headers;
+    the log says which (``config.dataset_notes``).
 
     ``build_dataset=False`` stops after making sure the atomic files exist
     (tools that need only the configuration, e.g. image encoding).
@@ -73,6 +76,8 @@ def prepare_run(
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config)
     logger.info(config)
+    for note in config.dataset_notes:  # dataset settings filled in from the atomic files
+        logger.info(note)
     ensure_atomic_files(config)
     if not build_dataset:
         return Prepared(config)
