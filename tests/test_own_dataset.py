@@ -1,11 +1,14 @@
-"""A user's own atomic files: no yaml at all, the yaml next to them (every command), clear errors."""
+"""A user's own atomic files: no yaml at all, the yaml next to them (every command), clear errors, own splits."""
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import fails_clearly, tiny_overrides, write_tiny_dataset
+from conftest import build_data, fails_clearly, tiny_overrides, write_tiny_dataset
 
 import run_ur4rec
 from ur4rec_recbole.config import Config
@@ -195,6 +198,7 @@ def test_without_the_folder_yaml_the_missing_time_column_is_one_clear_error(own,
     ("item_text_fields: [title]\nuser_profile_fieldz: [category]\n",
      r"tiny\.yaml, line 2: unknown setting 'user_profile_fieldz'; did you mean user_profile_fields\?"),
     ("data_path: elsewhere\n", r"tiny\.yaml, line 1: data_path cannot be set in the dataset's own yaml"),
+    ("cold_items: 0.2\nbenchmark_filename: [train, valid, test]\n", r"cold_items=0\.2 needs RecBole's split"),
 ])
 def test_bad_dataset_settings_are_one_line_before_data_loads(tiny, capsys, folder_yaml, message):
     root, overrides = tiny
@@ -202,3 +206,114 @@ def test_bad_dataset_settings_are_one_line_before_data_loads(tiny, capsys, folde
     argv = ["--dataset", "tiny", *cli(bare(overrides))]
     fails_clearly(capsys, lambda: run_ur4rec.main(argv), "^error: .*" + message)
     assert not list((root / "tiny").glob("*.jsonl"))  # stopped before any text was built
+
+
+# -- own splits: benchmark_filename ---------------------------------------------------------------------------
+PARTS = ("train", "valid", "test")
+SECRET = {"valid": "secret_valid", "test": "secret_test"}  # items that occur only in one evaluation part
+
+
+def write_pre_split(root: Path, recbole_rows: bool = False) -> dict[str, list[list[str]]]:
+    """``tiny.{train,valid,test}.inter`` from the tiny data; return each part's rows (user, item, time).
+
+    Each user's last item becomes its test item and a new item ``secret_valid``
+    its validation item, placed *before* the user's last two training items in
+    time: a history built by time alone would carry it into training inputs.
+    ``recbole_rows``: RecBole's own sequential format (each row with its
+    ``item_id_list``) instead of plain interaction rows.
+    """
+    folder = root / "tiny"
+    lines = (folder / "tiny.inter").read_text().splitlines()
+    by_user: dict[str, list[list[str]]] = {}
+    for line in lines[1:]:
+        user, item, _, time = line.split("\t")
+        by_user.setdefault(user, []).append([user, item, time])
+    parts = {part: [] for part in PARTS}
+    for user, rows in by_user.items():
+        rows.sort(key=lambda r: float(r[2]))
+        test = [user, SECRET["test"], str(float(rows[-1][2]) + 1)]
+        valid = [user, SECRET["valid"], str(float(rows[-3][2]) + 0.5)]
+        parts["train"] += rows
+        parts["valid"].append(valid)
+        parts["test"].append(test)
+    (folder / "tiny.inter").unlink()
+    if recbole_rows:
+        header = "user_id:token\titem_id:token\ttimestamp:float\titem_id_list:token_seq"
+        for part, rows in parts.items():
+            out = []
+            for user, item, time in rows:
+                seen = parts["train"] + (parts["valid"] if part == "test" else [])  # test rows see validation too
+                before = [r[1] for r in sorted(seen, key=lambda r: float(r[2]))
+                          if r[0] == user and float(r[2]) < float(time)]
+                if before:
+                    out.append([user, item, time, " ".join(before[-6:])])
+            (folder / f"tiny.{part}.inter").write_text("\n".join([header] + ["\t".join(r) for r in out]) + "\n")
+    else:
+        header = "user_id:token\titem_id:token\ttimestamp:float"
+        for part, rows in parts.items():
+            (folder / f"tiny.{part}.inter").write_text("\n".join([header] + ["\t".join(r) for r in rows]) + "\n")
+    with open(folder / "tiny.item", "a") as handle:
+        for item in SECRET.values():
+            handle.write(f"{item}\tSecret thing\tSecretGenre\t1901\n")
+    (folder / "tiny.yaml").write_text("benchmark_filename: [train, valid, test]\n")
+    return parts
+
+
+def secret_ids(dataset) -> np.ndarray:
+    return np.asarray(dataset.token2id("item_id", list(SECRET.values())))
+
+
+@pytest.mark.parametrize("model", ["UR4Rec", "SASRec"])
+def test_pre_split_files_keep_validation_and_test_out_of_training(tmp_path, model):
+    root = write_tiny_dataset(tmp_path / "data")
+    parts = write_pre_split(root)
+    config, dataset, train, valid, test = build_data(bare(tiny_overrides(root, tmp_path)), model=model)
+    secret = secret_ids(dataset)
+    for uid, portion in dataset.training_histories.items():  # the texts' input: the .train part only
+        user = dataset.id2token("user_id", uid)
+        assert list(dataset.id2token("item_id", portion)) == [r[1] for r in parts["train"] if r[0] == user]
+    rows = train.dataset.inter_feat
+    assert not np.isin(rows["item_id_list"].numpy(), secret).any() and not np.isin(rows["item_id"].numpy(), secret).any()
+    # evaluation rows: one per file row, the history of earlier parts and earlier in time
+    v, t = valid.dataset.inter_feat, test.dataset.inter_feat
+    assert len(v) == len(parts["valid"]) and len(t) == len(parts["test"])
+    assert (v["item_id"].numpy() == secret[0]).all() and (t["item_id"].numpy() == secret[1]).all()
+    assert not np.isin(v["item_id_list"].numpy(), secret).any()
+    assert (t["item_id_list"].numpy() == secret[0]).sum(axis=1).tolist() == [1] * len(t)  # test sees validation
+    if model == "UR4Rec":
+        users = read_records(root / "tiny" / "tiny.user_pref.template.jsonl")
+        assert users and not any("SecretGenre" in r.text or "1900s" in r.text for r in users.values())
+
+
+def test_pre_split_files_run_for_ur4rec_its_ablation_and_sasrec(tmp_path):
+    root = write_tiny_dataset(tmp_path / "data")
+    write_pre_split(root)
+    bench = run_ur4rec.main(["--dataset", "tiny", "--compare", "UR4Rec,UR4Rec[retriever_weight=0;fusion=none],SASRec",
+                             "--seeds", "1", "--output", str(tmp_path / "bench"),
+                             *cli(bare(tiny_overrides(root, tmp_path)))])
+    assert [m["n_ok"] for m in bench["models"]] == [1, 1, 1]
+    assert all(m["runs"][0]["config"]["benchmark_filename"] == list(PARTS) for m in bench["models"])
+
+
+def test_recbole_format_pre_split_rows_are_used_as_given(tmp_path):
+    root = write_tiny_dataset(tmp_path / "data")
+    parts = write_pre_split(root, recbole_rows=True)
+    overrides = bare(tiny_overrides(root, tmp_path))
+    config, dataset, train, valid, test = build_data(overrides, model="SASRec")
+    assert config["alias_of_item_id"] == ["item_id_list"]  # histories share the item ids (set when unset)
+    assert len(train.dataset.inter_feat) == sum(1 for line in (root / "tiny" / "tiny.train.inter").open()) - 1
+    u1 = dataset.token2id("user_id", "u1")
+    train_u1 = [r[1] for r in parts["train"] if r[0] == "u1"]
+    assert list(dataset.id2token("item_id", dataset.training_histories[u1])) == train_u1
+    assert not any(np.isin(p, secret_ids(dataset)).any() for p in dataset.training_histories.values())
+    results = run_ur4rec.main(["--dataset", "tiny", *cli(overrides)])
+    assert results["epochs_run"] == 1 and json.dumps(results["test_result"])
+
+
+def test_missing_pre_split_file_is_one_clear_error(tmp_path, capsys):
+    root = write_tiny_dataset(tmp_path / "data")
+    write_pre_split(root)
+    (root / "tiny" / "tiny.valid.inter").unlink()
+    fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", *cli(bare(tiny_overrides(root, tmp_path)))]),
+                  r"tiny\.valid\.inter not found, but benchmark_filename=\['train', 'valid', 'test'\] names it")
+

@@ -119,3 +119,7 @@ def check_cold_items(config) -> None:
     require_number(config, "cold_items", 0, 1)
     require(config, "cold_items", config["cold_items"] < 1, "a fraction of the items in [0, 1), e.g. 0.2")
     require_number(config, "cold_items_seed", integer=True)
+    if config["cold_items"] and config["benchmark_filename"]:
+        raise InputError(f"setting cold_items={config['cold_items']} needs RecBole's split, but "
+                         f"benchmark_filename={config['benchmark_filename']} gives the parts: leave the cold items "
+                         "out of your .train file yourself, or set cold_items: 0")

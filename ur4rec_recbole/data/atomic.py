@@ -26,6 +26,7 @@ import recbole
 from recbole.utils import FeatureSource, ModelType
 
 from ur4rec_recbole.atomic_format import check_atomic_file, quoted_copy_text
+from ur4rec_recbole.config.dataset_files import inter_files
 from ur4rec_recbole.io import atomic_path, data_folder_fix
 
 ATOMIC_SUFFIXES = ("inter", "item", "user")
@@ -46,6 +47,12 @@ def ensure_atomic_files(config) -> None:
     """
     target = Path(config["data_path"])
     name = config["dataset"]
+    if config["benchmark_filename"]:  # pre-split files: the user's own, never copied
+        for path in inter_files(config):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found, but benchmark_filename={config['benchmark_filename']} "
+                                        f"names it: put the file in {target}/ or list only the parts you have")
+        return
     if (target / f"{name}.inter").is_file():
         return
     bundled = Path(recbole.__file__).parent / "dataset_example" / name
