@@ -91,12 +91,12 @@ def tiny_overrides(root: Path, tmp: Path, name: str = "tiny", **extra) -> dict:
     return settings
 
 
-SEQUENCE_MODEL_SETTINGS = ("hidden_size", "inner_size", "n_layers")  # in tiny_overrides; Pop does not know them
+BACKBONE_SETTINGS = ("hidden_size", "inner_size", "n_layers")  # in tiny_overrides: SASRec's and UR4Rec's only
 
 
-def for_non_sequential(overrides: dict) -> dict:
-    """``overrides`` without the settings only sequence models know (unknown settings are refused)."""
-    return {k: v for k, v in overrides.items() if k not in SEQUENCE_MODEL_SETTINGS}
+def without_backbone_settings(overrides: dict) -> dict:
+    """``overrides`` for a model without a transformer (Pop, the baselines): unknown settings are refused."""
+    return {k: v for k, v in overrides.items() if k not in BACKBONE_SETTINGS}
 
 
 def fails_clearly(capsys, call, match: str, code: int = 2) -> str:

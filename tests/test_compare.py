@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import build_data, fails_clearly, for_non_sequential
+from conftest import build_data, fails_clearly, without_backbone_settings
 from scipy import stats
 
 import run_ur4rec
@@ -177,7 +177,7 @@ def test_per_user_ndcg_matches_recbole_in_sampled_evaluation(tiny, model):
 
     _, overrides = tiny
     mode = "{'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'uni100'}"
-    settings = for_non_sequential(overrides) if model == "Pop" else overrides
+    settings = without_backbone_settings(overrides) if model == "Pop" else overrides
     results = run(model, "tiny", cmd_overrides={**settings, "eval_args": mode, "metric_decimal_place": 8},
                   per_user=True)
     per_user = results["per_user_test"]
@@ -197,6 +197,6 @@ def test_topk_from_a_config_file_is_kept(tiny, tmp_path):
     settings = tmp_path / "settings.yaml"
     settings.write_text("topk: [5, 10]\n")
     bench = run_ur4rec.main(["--dataset", "tiny", "--compare", "Pop", "--output", str(tmp_path / "bench"),
-                             "--config_files", str(settings), *cli(for_non_sequential(overrides))])
+                             "--config_files", str(settings), *cli(without_backbone_settings(overrides))])
     assert set(bench["models"][0]["runs"][0]["test_result"]) == {f"{m}@{k}" for m in ("recall", "mrr", "ndcg", "hit")
                                                                  for k in (5, 10)}
