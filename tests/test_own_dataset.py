@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_data, fails_clearly, tiny_overrides, write_tiny_dataset
+from conftest import build_data, fails_clearly, tiny_overrides, without_backbone_settings, write_tiny_dataset
 
 import run_ur4rec
 from ur4rec_recbole.config import Config
@@ -131,8 +131,7 @@ def test_run_compare_and_hyperopt_read_the_folder_yaml(own, tmp_path):
     space.write_text("learning_rate choice [0.001, 0.01]\n")
     summary = run_ur4rec.main(["--dataset", "tiny", "--model", "Pop", "--hyper", str(space), "--algo", "exhaustive",
                                "--max-evals", "2", "--output", str(tmp_path / "hyper"),
-                               *cli({k: v for k, v in overrides.items() if k not in ("hidden_size", "inner_size",
-                                                                                       "n_layers")})])
+                               *cli(without_backbone_settings(overrides))])
     assert [t["status"] for t in summary["trials"]] == ["ok", "ok"]
 
 
@@ -140,7 +139,7 @@ def test_ray_workers_read_the_folder_yaml(own, tmp_path):
     root, overrides = own
     space = tmp_path / "pop.hyper"
     space.write_text("learning_rate choice [0.001]\n")
-    pop = {k: v for k, v in overrides.items() if k not in ("hidden_size", "inner_size", "n_layers")}
+    pop = without_backbone_settings(overrides)
     summary = run_ur4rec.main(["--dataset", "tiny", "--model", "Pop", "--hyper", str(space), "--tool", "ray",
                                "--algo", "exhaustive", "--cpus", "1", "--output", str(tmp_path / "ray"), *cli(pop)])
     assert [t["status"] for t in summary["trials"]] == ["ok"]

@@ -136,6 +136,9 @@ def _choose_text_fields(config, item_path: Path, configured: Collection[str]) ->
     if not missing or columns is None:
         return []
     loaded = _loaded(config, "item")
+    if loaded == []:
+        return [f"load_col loads nothing from {item_path.name}, so no text fields can be chosen: add an item list "
+                f"to load_col, or leave load_col unset to load every column"]
     skip = {config["ITEM_ID_FIELD"], config["item_image_field"]}
     names = [c.name for c in columns if c.type in TEXT_TYPES and c.name not in skip
              and (loaded is None or c.name in loaded)]
