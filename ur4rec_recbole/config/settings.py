@@ -57,3 +57,15 @@ def require_number(config, key: str, low: float | None = None, high: float | Non
 def require_choice(config, key: str, choices) -> None:
     """``config[key]`` is one of ``choices``."""
     require(config, key, config[key] in choices, f"one of {sorted(choices)}")
+
+
+ENCODER_PRECISIONS = ("auto", "fp32", "bf16")  # of the sentence encoder (features/text_vectors.py)
+
+
+def check_encoder_settings(config) -> None:
+    """The sentence encoder's settings (``texts.yaml``)."""
+    require_choice(config, "encoder_precision", ENCODER_PRECISIONS)
+    require_number(config, "encoder_batch_size", 1, integer=True)
+    require_number(config, "encoder_batch_tokens", 1, integer=True)
+    if config["encoder_max_length"] is not None:
+        require_number(config, "encoder_max_length", 1, integer=True)

@@ -68,7 +68,8 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
         for texts, kind, given in ((item_texts, "item_know", item_file), (user_texts, "user_pref", user_file)):
             if given is None:
                 encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
-                               config["encoder_batch_size"], config["encoder_device"])
+                               config["encoder_batch_size"], config["encoder_device"], config["encoder_precision"],
+                               config["encoder_max_length"], config["encoder_batch_tokens"])
     item_path = Path(item_file or _vector_path(config, "item_know"))
     user_path = Path(user_file or _vector_path(config, "user_pref"))
     item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None)
