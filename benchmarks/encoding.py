@@ -26,6 +26,8 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
+
+import ur4rec_recbole  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
 import torch
 
 from ur4rec_recbole.features.text_vectors import _load, encode_texts, resolve_device, resolve_precision

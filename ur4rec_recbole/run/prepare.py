@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import torch
 from recbole.utils import init_logger, init_seed
 
 from ur4rec_recbole.config import Config
@@ -19,6 +20,16 @@ from ur4rec_recbole.data.atomic import ensure_atomic_files
 from ur4rec_recbole.lookups import create_dataset
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """``torch_threads`` intra-op threads (None: torch's default, one per core it may use).
+
+    The OpenMP wait policy is read when torch loads, so the entry points
+    (``run_ur4rec.py``, ``python -m ur4rec_recbole``) set it; see README, "Speed".
+    """
+    if threads is not None:
+        torch.set_num_threads(int(threads))
 
 
 @dataclass
@@ -68,6 +79,7 @@ def prepare_run(
     (tools that need only the configuration, e.g. image encoding).
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    set_torch_threads(config["torch_threads"])
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config)
     logger.info(config)
