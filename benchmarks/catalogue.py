@@ -81,10 +81,13 @@ def worker(n_items: int, mode: str, steps: int, warmup: int, count: int) -> dict
 
     from ur4rec_recbole.config import Config
     from ur4rec_recbole.model import UR4Rec
+    from ur4rec_recbole.run.prepare import autograd_without_anomaly_checks, set_torch_threads
 
     config = Config("UR4Rec", "synthetic-catalogue", config_dict={
         "train_negatives": mode, "train_negatives_count": count, "MAX_ITEM_LIST_LENGTH": LENGTH,
         "n_proxies": PROXIES, "train_batch_size": BATCH, "state": "WARNING"})
+    set_torch_threads(config["torch_threads"])
+    autograd_without_anomaly_checks()
     cuda = config["device"].type == "cuda"
     init_seed(2020, False)
     model = UR4Rec(config, SyntheticCatalogue(config, n_items)).to(config["device"]).train()

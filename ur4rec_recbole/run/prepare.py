@@ -22,6 +22,17 @@ from ur4rec_recbole.lookups import create_dataset
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
 
 
+def autograd_without_anomaly_checks() -> None:
+    """Switch off autograd's anomaly detection, which importing RecBole switches on for the whole process.
+
+    ``recbole/model/sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)``
+    when it is imported (with every sequential model, SASRec included): every backward then checks
+    each gradient for NaN and every forward records a stack trace, which made an ml-100k epoch
+    about 4x slower on the CPU. Nothing learned depends on it (RecBole's trainer still stops on a NaN loss).
+    """
+    torch.autograd.set_detect_anomaly(False)
+
+
 def set_torch_threads(threads: int | None) -> None:
     """``torch_threads`` intra-op threads (None: torch's default, one per core it may use).
 
@@ -80,6 +91,7 @@ def prepare_run(
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
     set_torch_threads(config["torch_threads"])
+    autograd_without_anomaly_checks()  # after the Config: it imports RecBole's models
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config)
     logger.info(config)
