@@ -48,6 +48,16 @@ def write_tiny_dataset(root: Path, name: str = "tiny", seed: int = 0, n_users: i
     return root
 
 
+def raw_sequences(root: Path, name: str = "tiny") -> dict[str, list[str]]:
+    """Each raw user's raw items in time order, read straight from the ``.inter`` file."""
+    rows = [line.split("\t") for line in (root / name / f"{name}.inter").read_text().splitlines()[1:]]
+    rows.sort(key=lambda r: (r[0], float(r[3])))
+    seqs: dict[str, list[str]] = {}
+    for user, item, _, _ in rows:
+        seqs.setdefault(user, []).append(item)
+    return seqs
+
+
 def replace_rows(user: int, positions, item: int):
     """An ``edit`` for :func:`write_tiny_dataset`: ``user``'s rows at ``positions`` watch ``item`` instead."""
     def edit(u, rows):
@@ -79,6 +89,14 @@ def tiny_overrides(root: Path, tmp: Path, name: str = "tiny", **extra) -> dict:
     }
     settings.update({k: str(v) for k, v in extra.items()})
     return settings
+
+
+BACKBONE_SETTINGS = ("hidden_size", "inner_size", "n_layers")  # in tiny_overrides: SASRec's and UR4Rec's only
+
+
+def without_backbone_settings(overrides: dict) -> dict:
+    """``overrides`` for a model without a transformer (Pop, the baselines): unknown settings are refused."""
+    return {k: v for k, v in overrides.items() if k not in BACKBONE_SETTINGS}
 
 
 def fails_clearly(capsys, call, match: str, code: int = 2) -> str:

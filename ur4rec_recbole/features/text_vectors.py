@@ -165,6 +165,7 @@ def encode_records(
     precision: str = "auto",
     max_seq_length: int | None = None,
     batch_tokens: int = 4096,
+    show_progress: bool = True,
 ) -> bool:
     """Write the vectors of ``records`` to ``out_path`` unless an identical file exists.
 
@@ -179,7 +180,7 @@ def encode_records(
         return False
     tokens = sorted(records)
     vectors = encode_texts([records[token].text for token in tokens], encoder, device, precision,
-                           max_seq_length, batch_tokens, batch_size)
+                           max_seq_length, batch_tokens, batch_size, show_progress)
     sources = sorted({f"{r.backend}/{r.version}" for r in records.values()})
     meta = {"content_hash": key, "encoder": encoder, "max_seq_length": max_seq_length, "precision": precision,
             "texts": sources, "count": len(tokens)}

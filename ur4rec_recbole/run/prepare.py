@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import torch
 from recbole.utils import init_logger, init_seed
@@ -83,13 +83,15 @@ def prepare_run(
     cmd_overrides: Mapping[str, str] | None = None,
     *,
     build_dataset: bool = True,
+    also_known: Collection[str] = (),
 ) -> Prepared:
     """Config (package yaml < dataset yaml < files < dict < overrides), seed, logger, then the dataset.
 
     ``build_dataset=False`` stops after making sure the atomic files exist
     (tools that need only the configuration, e.g. image encoding).
+    ``also_known``: settings the Config accepts although ``model`` does not know them.
     """
-    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
     set_torch_threads(config["torch_threads"])
     autograd_without_anomaly_checks()  # after the Config: it imports RecBole's models
     init_seed(config["seed"], config["reproducibility"])
