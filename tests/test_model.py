@@ -114,11 +114,11 @@ def test_memory_is_causal(tiny):
     seq, lengths = batch["item_id_list"].clone(), batch["item_length"]
     row = int(torch.argmax(lengths))
     positions = torch.arange(seq.shape[1]).expand(len(seq), -1)
-    before, _ = model._proxies(batch, seq, lengths, positions)
+    before = model._proxies(batch, seq, lengths, positions)[0]
     changed = seq.clone()
     last = int(lengths[row]) - 1
     changed[row, last] = (changed[row, last] % (train._dataset.item_num - 1)) + 1
-    after, _ = model._proxies(batch, changed, lengths, positions)
+    after = model._proxies(batch, changed, lengths, positions)[0]
     torch.testing.assert_close(before[row, :last], after[row, :last])
     assert not torch.allclose(before[row, last], after[row, last])
 

@@ -123,3 +123,15 @@ def check_cold_items(config) -> None:
         raise InputError(f"setting cold_items={config['cold_items']} needs RecBole's split, but "
                          f"benchmark_filename={config['benchmark_filename']} gives the parts: leave the cold items "
                          "out of your .train file yourself, or set cold_items: 0")
+
+
+ENCODER_PRECISIONS = ("auto", "fp32", "bf16")  # of the sentence encoder (features/text_vectors.py)
+
+
+def check_encoder_settings(config) -> None:
+    """The sentence encoder's settings (``texts.yaml``)."""
+    require_choice(config, "encoder_precision", ENCODER_PRECISIONS)
+    require_number(config, "encoder_batch_size", 1, integer=True)
+    require_number(config, "encoder_batch_tokens", 1, integer=True)
+    if config["encoder_max_length"] is not None:
+        require_number(config, "encoder_max_length", 1, integer=True)

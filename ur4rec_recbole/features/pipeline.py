@@ -85,7 +85,8 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
         for texts, kind, given in ((item_texts, "item_know", item_file), (user_texts, "user_pref", user_file)):
             if given is None:
                 encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
-                               config["encoder_batch_size"], config["encoder_device"], config["show_progress"])
+                               config["encoder_batch_size"], config["encoder_device"], config["encoder_precision"],
+                               config["encoder_max_length"], config["encoder_batch_tokens"], config["show_progress"])
     tables = vector_tables(config)
     item_path, user_path = tables["item_text"], tables["user_text"]
     item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None,

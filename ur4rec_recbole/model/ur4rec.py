@@ -33,6 +33,7 @@ from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
 from ur4rec_recbole.model.retriever import PreferenceRetriever
+from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, training_item_counts
 from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
@@ -59,6 +60,8 @@ class UR4Rec(SASRec):
         require_number(config, "fusion_weight", 0)
         require_number(config, "cascade_k", 1, integer=True)
         require_number(config, "train_batch_size", 1, integer=True)
+        require_choice(config, "train_negatives", NEGATIVE_SAMPLERS)
+        require_number(config, "train_negatives_count", 1, integer=True)
         stride = config["train_stride"]
         require(config, "train_stride", stride is None or (isinstance(stride, int) and stride >= 1),
                 "a positive int or None")
@@ -87,6 +90,8 @@ class UR4Rec(SASRec):
         self.register_buffer("user_text", features.user_text)  # [U, D]
         self.register_buffer("user_text_mask", features.user_text_mask)  # [U]
         self.all_positions = config["train_all_positions"]
+        self.negatives = NEGATIVE_SAMPLERS[config["train_negatives"]](
+            self.n_items, config["train_negatives_count"], training_item_counts(dataset, self.n_items))
 
         self.retriever = PreferenceRetriever(
             text_dim=features.item_text.shape[1], hidden=self.hidden_size,
@@ -170,15 +175,16 @@ class UR4Rec(SASRec):
         """Auxiliary losses switched on now, with their weights (a stage may change the retrieval one)."""
         return {name: w for name, w in self.term_weights.items() if w > 0}
 
-    def item_views(self) -> ItemViews:
-        """Each modality's representation of every item. ``[N, H]``"""
-        ids = self.item_embedding.weight
+    def item_views(self, items: torch.Tensor | None = None) -> ItemViews:
+        """Each modality's representation of the item ids ``items`` (every item when None). ``[n, H]``"""
+        pick = (lambda table: table) if items is None else (lambda table: table[items])
+        ids = self.item_embedding.weight if items is None else self.item_embedding(items)
         text = text_mask = image = image_mask = None
         if "text" in self.modalities:
-            text = self.retriever.item_representations(self.item_text, self.item_text_mask, ids)
-            text_mask = self.item_text_mask
+            text_mask = pick(self.item_text_mask)
+            text = self.retriever.item_representations(pick(self.item_text), text_mask, ids)
         if "image" in self.modalities:
-            image, image_mask = self.image_modules["adapter"](self.item_image), self.item_image_mask
+            image, image_mask = self.image_modules["adapter"](pick(self.item_image)), pick(self.item_image_mask)
         single = text  # one modality: its representation; two: None (the modality fusion scores)
         if image is not None and text is not None:
             single = None
@@ -186,25 +192,39 @@ class UR4Rec(SASRec):
             single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
         return ItemViews(text, text_mask, image, image_mask, single)
 
-    def _proxies(self, interaction, item_seq, item_seq_len, positions) -> tuple[torch.Tensor, ItemViews]:
-        """Proxy states ``[B, T, K, H]`` at ``positions`` and the item views."""
-        views = self.item_views()
+    def _proxies(self, interaction, item_seq, item_seq_len, positions, items: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, ItemViews, torch.Tensor | None]:
+        """Proxy states ``[B, T, K, H]`` at ``positions``, the item views, and the rows of ``items`` in them.
+
+        ``items`` None: the views hold the whole catalogue (rows None = all). With one modality and
+        sampled candidates, only the histories' and the candidates' items are represented, so a
+        training step does no O(N) work.
+        """
+        if items is not None and len(self.modalities) == 1:
+            needed, inverse = torch.unique(torch.cat([item_seq.flatten(), items]), return_inverse=True)
+            views = self.item_views(needed)  # [n, H]
+            seq_rows, item_rows = inverse[: item_seq.numel()].view_as(item_seq), inverse[item_seq.numel():]
+        else:  # (the image losses index the views by item id)
+            views, seq_rows, item_rows = self.item_views(), item_seq, items
         in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
         if views.single is not None:
-            blocks = [(views.single[item_seq], in_history)]
+            blocks = [(views.single[seq_rows], in_history)]
         else:  # text slots, then image slots; items without an image are masked out of the memory
-            has_image = in_history & views.image_mask[item_seq]  # [B, L]
-            blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
+            has_image = in_history & views.image_mask[seq_rows]  # [B, L]
+            blocks = [(views.text[seq_rows], in_history), (views.image[seq_rows], has_image)]
         user = interaction[self.USER_ID]  # [B]
         user_vec = self.retriever.user_adapter(self.user_text[user])  # [B, H]
         memory = self.retriever.memory(user_vec, self.user_text_mask[user], blocks)
-        return self.retriever.proxy_states(*memory, positions), views
+        return self.retriever.proxy_states(*memory, positions), views, item_rows
 
-    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
-        """Retriever score of every item for each query's proxies ``[P, K, H]``. ``[P, N]``"""
+    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews, rows: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+        """Retriever score of the view rows ``rows`` (all when None) for each query's proxies ``[P, K, H]``. ``[P, C]``"""
+        pick = (lambda table: table) if rows is None else (lambda table: table[rows])
         if views.single is not None:
-            return self.retriever.score(proxies, views.single)
-        fused = self.image_modules["fusion"].score(proxies, views.text, views.image, views.image_mask)
+            return self.retriever.score(proxies, pick(views.single))
+        fused = self.image_modules["fusion"].score(proxies, pick(views.text), pick(views.image),
+                                                   pick(views.image_mask))
         return fused / self.retriever.temperature
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
@@ -213,7 +233,7 @@ class UR4Rec(SASRec):
         seq_scores = state @ self.item_embedding.weight.T  # [B, N]
         ret_scores = None
         if self.fusion.uses_retriever:
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None])
+            proxies, views, _ = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None])
             ret_scores = self.retriever_scores(proxies[:, 0], views)  # [B, N]
         return self.fusion.rank_scores(seq_scores, ret_scores, state)
 
@@ -242,18 +262,22 @@ class UR4Rec(SASRec):
             targets, valid = target[:, None], torch.ones_like(positions, dtype=torch.bool)
         state = states.gather(1, positions[..., None].expand(-1, -1, states.shape[-1]))[valid]  # [P, H]
         targets = targets[valid]  # [P]
-        seq_logits = state @ self.item_embedding.weight.T  # [P, N]
+        candidates = self.negatives.candidates(targets)  # the catalogue, or a sample (train_negatives)
+        items = None if candidates.whole else candidates.items  # [C]
+        embeddings = self.item_embedding.weight if items is None else self.item_embedding(items)  # [C, H]
+        seq_logits = state @ embeddings.T  # [P, C]
 
         ret_logits = None
         terms = self.active_terms()
         if self.fusion.uses_retriever or terms:
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, positions)  # [B, T, K, H]
+            proxies, views, rows = self._proxies(interaction, item_seq, item_seq_len, positions, items)
             proxies = proxies[valid]  # [P, K, H]
-            ret_logits = self.retriever_scores(proxies, views)  # [P, N]
-        loss = sum(F.cross_entropy(logits, targets) for logits in self.fusion.train_logits(seq_logits, ret_logits, state))
+            ret_logits = self.retriever_scores(proxies, views, rows)  # [P, C]
+        loss = sum(candidates.cross_entropy(logits)
+                   for logits in self.fusion.train_logits(seq_logits, ret_logits, state))
         if terms:
             losses = self.auxiliary_losses(LossInputs(
-                targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature), terms)
+                targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature, candidates), terms)
             if self.uncertainty is not None:
                 loss = loss + self.uncertainty(losses)
             else:
