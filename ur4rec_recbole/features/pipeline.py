@@ -41,6 +41,21 @@ def _vector_path(config, kind: str) -> Path:
     return Path(config["data_path"]) / f"{config['dataset']}.{kind}.{config['text_source']}.npz"
 
 
+def vector_files(config) -> dict[str, Path]:
+    """The vector tables a model of this package reads, by kind (none for RecBole's models).
+
+    ``item_know`` and ``user_pref`` (explicit files or the encoded texts of
+    ``text_source``), and ``image`` when ``modalities`` includes it.
+    """
+    if config["text_source"] is None:  # not one of this package's models: no side features
+        return {}
+    files = {"item_know": Path(config["item_vector_file"] or _vector_path(config, "item_know")),
+             "user_pref": Path(config["user_vector_file"] or _vector_path(config, "user_pref"))}
+    if "image" in (config["modalities"] or ()):
+        files["image"] = image_vector_path(config)
+    return files
+
+
 def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None,
              section: str = "Missing texts"):
     tokens, vectors, _ = load_vector_table(path)
@@ -69,8 +84,7 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
             if given is None:
                 encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
                                config["encoder_batch_size"], config["encoder_device"])
-    item_path = Path(item_file or _vector_path(config, "item_know"))
-    user_path = Path(user_file or _vector_path(config, "user_pref"))
+    item_path, user_path = (vector_files(config)[kind] for kind in ("item_know", "user_pref"))
     item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None)
     user_text, user_mask = _aligned(config, dataset, user_path, dataset.uid_field, ("inter", "user"), "user",
                                     item_text.shape[1])

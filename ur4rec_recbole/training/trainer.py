@@ -20,6 +20,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from ur4rec_recbole.data.fingerprint import dataset_fingerprint
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
 from ur4rec_recbole.training.stages import joint_stage
 
@@ -36,6 +37,13 @@ class SafeCheckpointMixin:
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.epoch_history: list[dict] = []
+        self._fingerprint: dict | None = None  # of the dataset folder, computed at the first save
+
+    def fingerprint(self) -> dict:
+        """The dataset folder's fingerprint (atomic files and vector tables), stored in every checkpoint."""
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(self.config)
+        return self._fingerprint
 
     # -- timing and learning curves --------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -61,6 +69,7 @@ class SafeCheckpointMixin:
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": plain_config(self.config),
+            "fingerprint": self.fingerprint(),
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
