@@ -24,6 +24,26 @@ from ur4rec_recbole.features import FeatureSet, prepare_features
 TRAIN_FROM = "train_from"  # first position of a training window that carries a loss
 
 
+def full_sequences(dataset: SequentialDataset) -> dict[int, np.ndarray]:
+    """Each user's whole time-ordered item sequence (training, validation and test items).
+
+    Rebuilt from the prefix rows of RecBole's data augmentation: the first row
+    of a user holds the first item as its one-item history, and every row's
+    target is the next item. Rows are grouped by user with a stable sort, so
+    this holds before and after ``build`` reorders them (RecBole's sorts are
+    stable). A user with one interaction has no row and no sequence.
+    """
+    feat = dataset.inter_feat
+    uids = feat[dataset.uid_field].numpy()
+    order = np.argsort(uids, kind="stable")
+    uids = uids[order]
+    targets = feat[dataset.iid_field].numpy()[order]
+    first_items = feat[dataset.item_id_list_field][:, 0].numpy()[order]
+    starts = np.flatnonzero(np.r_[True, uids[1:] != uids[:-1]])
+    ends = np.r_[starts[1:], len(uids)]
+    return {int(uids[s]): np.r_[first_items[s], targets[s:e]] for s, e in zip(starts, ends)}
+
+
 class UR4RecDataset(SequentialDataset):
     """Sequential dataset whose ``features`` hold aligned text (and image) vectors."""
 
@@ -31,23 +51,7 @@ class UR4RecDataset(SequentialDataset):
 
     def data_augmentation(self) -> None:
         super().data_augmentation()
-        self.user_sequences = self._sequences_from_prefix_rows()
-
-    def _sequences_from_prefix_rows(self) -> dict[int, np.ndarray]:
-        """Each user's full time-ordered item sequence, rebuilt from RecBole's prefix rows.
-
-        The first row of a user holds the first item as its one-item history;
-        every row's target is the next item.
-        """
-        uids = self.inter_feat[self.uid_field].numpy()
-        targets = self.inter_feat[self.iid_field].numpy()
-        first_items = self.inter_feat[self.item_id_list_field][:, 0].numpy()
-        starts = np.flatnonzero(np.r_[True, uids[1:] != uids[:-1]])
-        ends = np.r_[starts[1:], len(uids)]
-        return {
-            int(uids[s]): np.r_[first_items[s], targets[s:e]]
-            for s, e in zip(starts, ends)
-        }
+        self.user_sequences = full_sequences(self)
 
     def training_portions(self, train_dataset) -> dict[int, np.ndarray]:
         """Each user's history minus the items RecBole holds out for validation and test.

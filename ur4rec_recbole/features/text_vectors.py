@@ -13,7 +13,7 @@ import os
 from functools import lru_cache
 from logging import getLogger
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -51,6 +51,16 @@ def _load(name: str, device: str | None):
     return SentenceTransformer(resolve_encoder(name), device=device)
 
 
+def encode_texts(texts: Sequence[str], encoder: str, batch_size: int = 128, device: str | None = None,
+                 progress: bool = False) -> np.ndarray:
+    """L2-normalised sentence vectors ``[len(texts), D]`` (float32): training tables and request-time profiles alike."""
+    model = _load(encoder, device)
+    if not texts:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    return model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
+                        convert_to_numpy=True, normalize_embeddings=True).astype(np.float32, copy=False)
+
+
 def records_hash(records: Mapping[str, TextRecord], encoder: str) -> str:
     """Cache key: the encoder and every (token, text) pair, order-independent."""
     return content_hash(encoder, {token: record.text for token, record in records.items()})
@@ -74,14 +84,7 @@ def encode_records(
         return False
     tokens = sorted(records)
     texts = [records[token].text for token in tokens]
-    model = _load(encoder, device)
-    if texts:
-        vectors = model.encode(
-            texts, batch_size=batch_size, show_progress_bar=True,
-            convert_to_numpy=True, normalize_embeddings=True,
-        )
-    else:
-        vectors = np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    vectors = encode_texts(texts, encoder, batch_size, device, progress=True)
     sources = sorted({f"{r.backend}/{r.version}" for r in records.values()})
     meta = {"content_hash": key, "encoder": encoder, "texts": sources, "count": len(tokens)}
     save_vector_table(out_path, tokens, vectors, meta)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from recbole.utils import init_logger, init_seed
 
@@ -61,17 +61,22 @@ def prepare_run(
     cmd_overrides: Mapping[str, str] | None = None,
     *,
     build_dataset: bool = True,
+    before_data: Callable[[Config], None] | None = None,
 ) -> Prepared:
     """Config (package yaml < dataset yaml < files < dict < overrides), seed, logger, then the dataset.
 
     ``build_dataset=False`` stops after making sure the atomic files exist
     (tools that need only the configuration, e.g. image encoding).
+    ``before_data(config)`` runs once the atomic files exist and before any is
+    read (loading a checkpoint checks the dataset's fingerprint there).
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config)
     logger.info(config)
     ensure_atomic_files(config)
+    if before_data is not None:
+        before_data(config)
     if not build_dataset:
         return Prepared(config)
     data = create_dataset(config)

@@ -27,6 +27,23 @@ from ur4rec_recbole.training.stages import joint_stage
 CHECKPOINT_FORMAT = "ur4rec-recbole/1"
 
 
+def read_checkpoint(path: str | os.PathLike, device="cpu") -> dict:
+    """Read a checkpoint written by this package's trainers, with ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        raise RuntimeError(
+            f"{path} cannot be loaded with torch.load(weights_only=True): it was not "
+            f"written by ur4rec-recbole ({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise RuntimeError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    return state
+
+
 class SafeCheckpointMixin:
     """Checkpoint handling that survives ``torch.load(weights_only=True)``.
 
@@ -84,19 +101,7 @@ class SafeCheckpointMixin:
 
     def load_checkpoint(self, path: str | os.PathLike) -> dict:
         """Read a checkpoint written by :meth:`_save_checkpoint` with safe loading on."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:  # pickle errors come in many types
-            raise RuntimeError(
-                f"{path} cannot be loaded with torch.load(weights_only=True): it was not "
-                f"written by ur4rec-recbole ({type(err).__name__}: {str(err).splitlines()[0]})"
-            ) from err
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-        return state
+        return read_checkpoint(path, self.device)
 
     def resume_checkpoint(self, resume_file):
         state = self.load_checkpoint(resume_file)
