@@ -235,7 +235,7 @@ def test_explanations_are_distributions_over_the_named_history(trained):
 def test_the_explained_proxy_gives_the_retriever_score(trained):
     rec, _, _ = trained
     answer = rec.recommend("u2", k=K)
-    batch, _ = rec._batch(rec._requests(["u2"], None, None, True))
+    batch = rec.batch(["u2"])
     items = torch.tensor([[rec.catalogue.item_ids[i.item] for i in answer.items]])
     reasons = rec.scorer.reasons(batch, items)
     weight = float(rec.model.fusion.weight.detach())
@@ -292,3 +292,17 @@ def test_new_histories_are_batched_like_single_calls(trained):
         single = rec.recommend(history=history, k=K)
         assert ranked(single) == ranked(answer)
         assert np.allclose([i.score for i in single.items], [i.score for i in answer.items], atol=1e-5)
+
+
+def test_cli_takes_a_results_file_and_a_title_column(trained, tmp_path, capsys):
+    _, checkpoint, _ = trained
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"checkpoint": checkpoint}))
+    recommend_cli.main(["--checkpoint", str(results), "--user", "u1", "--k", "2", "--title-field", "year"])
+    rows = capsys.readouterr().out.strip().splitlines()[3:]  # user, preference, header
+    assert len(rows) == 2 and all(row.split()[2].isdigit() for row in rows)  # years shown as titles
+    fails_clearly(capsys, lambda: recommend_cli.main(["--checkpoint", str(results), "--user", "u1",
+                                                      "--title-field", "plot"]),
+                  r"title field 'plot' is not a loaded column of tiny.item")
+    results.write_text(json.dumps({"checkpoint": None}))
+    fails_clearly(capsys, lambda: recommend_cli.main(["--checkpoint", str(results), "--all"]), "names no checkpoint")

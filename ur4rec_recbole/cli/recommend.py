@@ -28,7 +28,7 @@ def tokens(text: str) -> list[str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ur4rec_recbole recommend", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint saved by run_ur4rec.py (saved/*.pth)")
+    parser.add_argument("--checkpoint", required=True, help="a checkpoint saved by run_ur4rec.py (saved/*.pth), or the --results JSON of its run")
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", nargs="+", metavar="TOKEN", help="known users' tokens")
     who.add_argument("--all", action="store_true", help="every known user (a progress bar shows how far)")
@@ -47,6 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256, help="users scored per call (default 256)")
     parser.add_argument("--data_path", "--data-path", default=None, metavar="DIR",
                         help="the folder holding the dataset's folder, if it moved since training")
+    parser.add_argument("--title-field", default=None, metavar="COLUMN",
+                        help=".item column shown as titles (default: 'title', or the one labelled so)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser.parse_args(argv)
@@ -70,7 +72,8 @@ def _recommend(args: argparse.Namespace) -> int:
         raise InputError("--candidates is empty: give item tokens separated by commas")
     if args.slots < 1:
         raise InputError(f"--slots {args.slots}: expected a positive number of slots")
-    rec = Recommender.load(args.checkpoint, data_path=args.data_path, device=args.device)
+    rec = Recommender.load(args.checkpoint, data_path=args.data_path, device=args.device,
+                           title_field=args.title_field)
     if args.explain and not rec.scorer.explains:
         print(f"note: {rec.config['model']} has no retriever in its ranking: scores without explanations",
               file=sys.stderr)

@@ -26,14 +26,13 @@ from ur4rec_recbole.texts.records import USER_KIND, read_records, text_path
 NEW_USER = "<new user>"  # the token a request-time profile is written for
 
 
-def title_field(config, dataset) -> str | None:
-    """The ``.item`` column shown as a title: ``title_field``, else a column named or labelled ``title``."""
+def title_field(config, dataset, explicit: str | None = None) -> str | None:
+    """The ``.item`` column shown as a title: ``explicit``, else a column named or labelled (``text_field_labels``) ``title``."""
     columns = [c for c in (dataset.item_feat.columns if dataset.item_feat is not None else ()) if c != dataset.iid_field]
-    explicit = config["title_field"]
     if explicit is not None:
         if explicit not in columns:
-            raise InputError(f"setting title_field={explicit!r}: not a loaded column of "
-                             f"{dataset.dataset_name}.item (loaded: {columns}); check load_col")
+            raise InputError(f"title field {explicit!r} is not a loaded column of {dataset.dataset_name}.item "
+                             f"(loaded: {columns}); name one of them or check load_col")
         return explicit
     labels = config["text_field_labels"] or {}
     return next((c for c in columns if c == "title" or labels.get(c) == "title"), None)
@@ -42,7 +41,7 @@ def title_field(config, dataset) -> str | None:
 class Catalogue:
     """Tokens, titles, full histories and preference texts of one built dataset."""
 
-    def __init__(self, config, dataset) -> None:
+    def __init__(self, config, dataset, title: str | None = None) -> None:
         self.config, self.dataset = config, dataset
         self.name = f"dataset '{config['dataset']}' in {config['data_path']}"
         self.user_tokens = np.asarray(dataset.field2id_token[dataset.uid_field])  # id -> token; 0 is padding
@@ -50,7 +49,7 @@ class Catalogue:
         self.user_ids = {str(t): i for i, t in enumerate(self.user_tokens) if i > 0}
         self.item_ids = {str(t): i for i, t in enumerate(self.item_tokens) if i > 0}
         self.histories = full_sequences(dataset)  # internal user id -> every item observed, oldest first
-        field = title_field(config, dataset)
+        field = title_field(config, dataset, title)
         titles = item_fields(dataset, [field]) if field is not None else {}
         self.titles = [None] + [join_values(titles[t][field], categorical=False) or None if t in titles else None
                                 for t in self.item_tokens[1:]]  # id -> title or None

@@ -11,6 +11,7 @@ on (``data/fingerprint.py``).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from logging import getLogger
@@ -65,16 +66,30 @@ def check_rebuilt(saved: dict, rebuilt: dict, checkpoint: Path) -> None:
         getLogger().warning(f"{checkpoint}: settings unknown when it was trained take their defaults: {added}")
 
 
+def checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint, or the ``--results`` JSON of the run that saved one (its ``checkpoint``)."""
+    path = Path(path)
+    if path.suffix != ".json":
+        return path
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} does not exist")
+    saved = json.loads(path.read_text(encoding="utf-8")).get("checkpoint")
+    if not saved:
+        raise InputError(f"{path} names no checkpoint (its run was not saved); pass the checkpoint itself")
+    return Path(saved)
+
+
 def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | None = None,
                device: str = "cpu") -> Loaded:
     """Rebuild the model of ``checkpoint`` with its configuration and its dataset folder.
 
+    ``checkpoint`` may also be the ``--results`` JSON of the run that saved it.
     ``data_path`` is the folder that holds ``<dataset>/`` when it moved since
     training (default: where it was). Raises :class:`InputError` (one line)
     when the folder's atomic files or vector tables differ from the ones the
     model was trained on.
     """
-    checkpoint = Path(checkpoint)
+    checkpoint = checkpoint_path(checkpoint)
     try:
         state = read_checkpoint(checkpoint, device)
     except RuntimeError as err:  # not ours, or not a checkpoint at all

@@ -41,23 +41,26 @@ class Request:
 class Recommender:
     """A trained model that answers top-k requests with raw tokens, titles, score parts and reasons."""
 
-    def __init__(self, loaded: Loaded) -> None:
+    def __init__(self, loaded: Loaded, title_field: str | None = None) -> None:
         self.config, self.model = loaded.config, loaded.model
-        self.catalogue = Catalogue(loaded.config, loaded.dataset)
+        self.catalogue = Catalogue(loaded.config, loaded.dataset, title_field)
         self.scorer = scorer_for(loaded.model, loaded.config)
         self.device = next(loaded.model.parameters()).device
         self.max_length = int(loaded.config["MAX_ITEM_LIST_LENGTH"])
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, data_path: str | os.PathLike | None = None,
-             device: str = "cpu") -> "Recommender":
+             device: str = "cpu", title_field: str | None = None) -> "Recommender":
         """Rebuild model, configuration and vectors from ``checkpoint`` and the dataset folder it names.
 
-        ``data_path``: the folder holding ``<dataset>/`` if it moved since
+        ``checkpoint`` may also be the ``--results`` JSON of the run that saved
+        it. ``data_path``: the folder holding ``<dataset>/`` if it moved since
         training. A folder whose atomic files or vector tables changed since
-        training is refused with one line naming them.
+        training is refused with one line naming them. ``title_field``: the
+        ``.item`` column shown as titles (default: one named ``title``, or
+        labelled so in ``text_field_labels``).
         """
-        return cls(load_model(checkpoint, data_path, device))
+        return cls(load_model(checkpoint, data_path, device), title_field)
 
     def users(self) -> list[str]:
         """Tokens of every known user (every user with a history)."""
@@ -119,6 +122,11 @@ class Recommender:
             yield from self._answer(chunk, k, exclude_seen, explain, top_slots)
             bar.update(len(chunk))
         bar.close()
+
+    def batch(self, users: Sequence[str] | None = None, *, histories: Sequence[Sequence[str]] | None = None,
+              profile: bool | str = True) -> Batch:
+        """The model's input for known users or histories, as :meth:`recommend` builds it (benchmarks read it)."""
+        return self._batch(self._requests(users, histories, None, profile))[0]
 
     # -- requests -> ids ------------------------------------------------------
     def _requests(self, users, histories, candidates, profile) -> list[Request]:
