@@ -29,7 +29,6 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
-from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_json, write_text
 from ur4rec_recbole.run.recommend import Recommender, write_recommendations
@@ -37,10 +36,10 @@ from ur4rec_recbole.run.recommend import Recommender, write_recommendations
 TOP_K = 10
 
 
-def latencies(call, requests: list, calls: int, warmup: int, desc: str) -> dict:
+def latencies(call, requests: list, calls: int, warmup: int) -> dict:
     """p50/p99 milliseconds of ``call(request)`` over ``calls`` requests (cycling), after ``warmup`` calls."""
     times = []
-    for i in tqdm(range(warmup + calls), desc=desc, leave=False):
+    for i in range(warmup + calls):
         request = requests[i % len(requests)]
         start = perf_counter()
         call(request)
@@ -98,11 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
                  for u in rng.choice(users, size=min(100, len(users)), replace=False)]
     rec.recommend(history=histories[0], k=TOP_K)  # loads the sentence encoder once, outside the timings
     latency = {
-        "known user": latencies(lambda u: rec.recommend(u, k=TOP_K), users, args.calls, args.warmup, "known"),
+        "known user": latencies(lambda u: rec.recommend(u, k=TOP_K), users, args.calls, args.warmup),
         "known user, explain": latencies(lambda u: rec.recommend(u, k=TOP_K, explain=True), users, args.calls,
-                                         args.warmup, "explain"),
+                                         args.warmup),
         "new user's history (profile written and encoded)": latencies(
-            lambda h: rec.recommend(history=h, k=TOP_K), histories, args.calls, args.warmup, "history"),
+            lambda h: rec.recommend(history=h, k=TOP_K), histories, args.calls, args.warmup),
     }
     all_users = {"scores": throughput(rec, False, args.batch), "scores and explanations": throughput(rec, True, args.batch)}
     result = {"command": " ".join(["python", *sys.argv]), "checkpoint": str(args.checkpoint),

@@ -306,3 +306,23 @@ def test_cli_takes_a_results_file_and_a_title_column(trained, tmp_path, capsys):
                   r"title field 'plot' is not a loaded column of tiny.item")
     results.write_text(json.dumps({"checkpoint": None}))
     fails_clearly(capsys, lambda: recommend_cli.main(["--checkpoint", str(results), "--all"]), "names no checkpoint")
+
+
+def test_a_slots_effect_is_the_retriever_score_lost_without_it(trained):
+    """Checked from outside: the same history without that item (or without a profile) scores the item lower by it."""
+    rec, _, _ = trained
+    history, text = ["i1", "i6", "i11", "i16", "i21"], "Preferred category: Comedy (60%), Drama (40%)."
+    weight = float(rec.model.fusion.weight.detach())  # the retriever part is weight x retriever score
+    answer = rec.recommend(history=history, k=3, explain=True, top_slots=None, profile=text)
+    checked = 0
+    for item in answer.items:
+        assert len(item.explanation.slots) == len(history) + 1
+        for slot in item.explanation.slots:
+            if slot.kind == "history":
+                rest = history[: slot.position] + history[slot.position + 1:]
+                without = rec.recommend(history=rest, candidates=[item.item], exclude_seen=False, profile=text)
+            else:
+                without = rec.recommend(history=history, candidates=[item.item], exclude_seen=False, profile=False)
+            assert slot.effect == pytest.approx((item.retriever - without.items[0].retriever) / weight, abs=1e-4)
+            checked += 1
+    assert checked == 3 * (len(history) + 1)

@@ -33,6 +33,11 @@ class ItemViews:
         """Items that have a text and an image. ``[N]`` bool"""
         return self.text_mask & self.image_mask
 
+    def take(self, ids: torch.Tensor) -> "ItemViews":
+        """The views of the items ``ids`` ``[U]`` only (explanations score a few items, not the catalogue)."""
+        return ItemViews(*(None if t is None else t[ids]
+                           for t in (self.text, self.text_mask, self.image, self.image_mask, self.single)))
+
 
 class ImageAdapter(nn.Sequential):
     """Frozen image vector ``[N, D_img]`` -> item representation ``[N, H]`` (mirrors the text adapter)."""

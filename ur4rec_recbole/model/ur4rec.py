@@ -284,8 +284,9 @@ class UR4Rec(SASRec):
         views = self.item_views() if views is None else views
         memory, kinds = self.memory_of(user_text, user_valid, item_seq, item_seq_len, views, removed)
         proxies, attention = self.retriever.proxy_states(*memory, (item_seq_len - 1)[:, None], return_attention=True)
-        per_proxy = self.retriever_proxy_scores(proxies[:, 0], views)  # [B, K, N]
-        per_proxy = per_proxy.gather(2, items[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
+        wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
+        per_proxy = self.retriever_proxy_scores(proxies[:, 0], views.take(wanted))  # [B, K, U]
+        per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
         return RetrieverReasons(attention[:, 0], memory[1], memory[2], kinds, per_proxy.argmax(dim=1), per_proxy)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:

@@ -28,6 +28,16 @@ SLOT_KINDS = {"preference": "preference", "text": "history", "image": "history i
 
 
 @dataclass
+class Explained:
+    """What the model said about a batch's top items, before naming."""
+
+    reasons: object  # UR4Rec.explain's RetrieverReasons
+    weights: torch.Tensor  # [B, k, S] the matched proxy's attention on the shown slots (-1: a masked slot)
+    shown: torch.Tensor  # [B, k, S] the slots shown (memory indices), most attended first
+    effects: torch.Tensor  # [B, k, S] retriever score minus the score without the slot
+
+
+@dataclass
 class Request:
     """One user's request, resolved to internal ids."""
 
@@ -208,13 +218,12 @@ class Recommender:
             if exclude_seen:
                 ranked[i, torch.from_numpy(r.history).to(ranked.device)] = -torch.inf
         top_scores, top = torch.topk(ranked, min(k, ranked.shape[1]), dim=1)  # [B, k]
-        reasons = self.scorer.reasons(batch, top) if explain and self.scorer.explains else None
-        return [self._recommendation(i, r, texts[i], top[i], top_scores[i], scores, reasons, batch, top_slots)
+        explained = self._explain(batch, top, top_slots) if explain and self.scorer.explains else None
+        return [self._recommendation(i, r, texts[i], top[i], top_scores[i], scores, explained, batch)
                 for i, r in enumerate(requests)]
 
     def _recommendation(self, i: int, request: Request, text: str | None, top: torch.Tensor,
-                        top_scores: torch.Tensor, scores: Scores, reasons, batch: Batch,
-                        top_slots: int | None) -> Recommendation:
+                        top_scores: torch.Tensor, scores: Scores, explained, batch: Batch) -> Recommendation:
         keep = torch.isfinite(top_scores)
         items, values = top[keep].tolist(), top_scores[keep].tolist()
         sequence = scores.sequence[i, top[keep]].tolist()
@@ -222,26 +231,59 @@ class Recommender:
         catalogue = self.catalogue
         answer = Recommendation(request.user, len(request.history), text)
         for j, (item, value, seq, ret) in enumerate(zip(items, values, sequence, retriever)):
-            explanation = None if reasons is None else self._explanation(i, j, reasons, batch, request, top_slots)
+            explanation = None if explained is None else self._explanation(i, j, explained, batch, request)
             answer.items.append(RecommendedItem(j + 1, str(catalogue.item_tokens[item]), catalogue.titles[item],
                                                 value, seq, ret, explanation))
         return answer
 
-    def _explanation(self, i: int, j: int, reasons, batch: Batch, request: Request,
-                     top_slots: int | None) -> Explanation:
+    def _explain(self, batch: Batch, top: torch.Tensor, top_slots: int | None) -> Explained:
+        """Reasons for the top items ``[B, k]``: the matched proxies' most attended slots and their effects."""
+        reasons = self.scorer.reasons(batch, top)
+        weights = reasons.attention.gather(1, reasons.proxy[:, :, None].expand(-1, -1, reasons.attention.shape[-1]))
+        weights = weights.masked_fill(~reasons.valid[:, None, :], -1.0)  # [B, k, M]: masked slots last
+        most = int(reasons.valid.sum(dim=1).max())  # slots in the fullest memory of the batch
+        shown_weights, shown = weights.topk(most if top_slots is None else min(top_slots, most), dim=-1)  # [B, k, S]
+        effects = self._effects(batch, top, reasons, shown)
+        return Explained(reasons, shown_weights, shown, effects)
+
+    @torch.no_grad()
+    def _effects(self, batch: Batch, top: torch.Tensor, reasons, shown: torch.Tensor,
+                 rows_per_call: int = 512) -> torch.Tensor:
+        """How much each shown slot's removal lowers its item's retriever score. ``[B, k, S]``"""
+        batch_size, k, count = shown.shape
+        base = reasons.proxy_scores.amax(dim=1)  # [B, k] the items' retriever scores (max over proxies)
+        request, item = torch.meshgrid(torch.arange(batch_size), torch.arange(k), indexing="ij")
+        request = request[..., None].expand(-1, -1, count).reshape(-1).to(top.device)  # [R]
+        item = item[..., None].expand(-1, -1, count).reshape(-1).to(top.device)
+        slot = shown.reshape(-1)  # [R]
+        drops = torch.empty(len(slot), device=top.device)
+        for start in range(0, len(slot), rows_per_call):
+            rows = slice(start, start + rows_per_call)
+            part = batch.take(request[rows])
+            position = reasons.slot_position.to(top.device)[slot[rows]]  # -1: the preference slot
+            removed = torch.zeros_like(part.item_seq, dtype=torch.bool)
+            history = position >= 0
+            removed[torch.nonzero(history).squeeze(1), position[history]] = True
+            part.user_valid = part.user_valid & history  # taking the preference slot out masks it
+            after = self.scorer.reasons(part, top[request[rows], item[rows]][:, None], removed)
+            drops[rows] = base[request[rows], item[rows]] - after.proxy_scores.amax(dim=1)[:, 0]
+        return drops.view(batch_size, k, count)
+
+    def _explanation(self, i: int, j: int, explained: Explained, batch: Batch, request: Request) -> Explanation:
         """Item ``j`` of request ``i``: its proxy and the slots that proxy attended to most, named."""
-        proxy = int(reasons.proxy[i, j])
-        weights = reasons.attention[i, proxy]  # [M], sums to 1 over the valid slots
-        valid = reasons.valid[i]
-        order = [m for m in torch.argsort(weights, descending=True).tolist() if bool(valid[m])]
+        reasons = explained.reasons
         offset = len(request.history) - int(batch.item_seq_len[i])  # history index of the first item in memory
         slots = []
-        for m in order[:top_slots]:
+        for m, weight, effect in zip(explained.shown[i, j].tolist(), explained.weights[i, j].tolist(),
+                                     explained.effects[i, j].tolist()):
+            if weight < 0:  # a masked slot (this memory has fewer slots than asked for)
+                continue
+            effect = effect if np.isfinite(effect) else None  # nothing left in the memory without it
             kind, position = SLOT_KINDS[reasons.slot_kinds[m]], int(reasons.slot_position[m])
             if kind == "preference":
-                slots.append(Slot(kind, float(weights[m])))
+                slots.append(Slot(kind, weight, effect=effect))
             else:
                 item = int(batch.item_seq[i, position])
-                slots.append(Slot(kind, float(weights[m]), str(self.catalogue.item_tokens[item]),
-                                  self.catalogue.titles[item], offset + position))
-        return Explanation(proxy, slots)
+                slots.append(Slot(kind, weight, str(self.catalogue.item_tokens[item]), self.catalogue.titles[item],
+                                  offset + position, effect))
+        return Explanation(int(reasons.proxy[i, j]), slots)

@@ -4,7 +4,9 @@ A :class:`Recommendation` is one user's ranked items. With explanations each
 item names the proxy whose match gave its retriever score and the memory
 slots that proxy attended to most: the preference text, or history items
 with their titles, with attention weights (over all the slots the proxy
-sees, they sum to 1).
+sees, they sum to 1) and each slot's effect: how much the item's retriever
+score falls when that slot is taken out of the memory (attention alone is
+not evidence that a slot mattered; the effect is measured).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Slot:
     item: str | None = None  # history slots: the item's token
     title: str | None = None
     position: int | None = None  # history slots: index in the history, 0 = oldest
+    effect: float | None = None  # the item's retriever score minus its score without this slot (> 0: it supports the item)
 
     def label(self) -> str:
         """Short name for tables: the title (or token) of a history item, or "preference"."""
@@ -91,9 +94,13 @@ def csv_row(rec: Recommendation, item: RecommendedItem) -> dict:
         "title": item.title or "", "score": item.score, "sequence": item.sequence,
         "retriever": "" if item.retriever is None else item.retriever,
         "proxy": "" if explanation is None else explanation.proxy,
-        "attended": "" if explanation is None else "; ".join(f"{s.label()} ({s.weight:.3f})" for s in explanation.slots),
+        "attended": "" if explanation is None else "; ".join(f"{s.label()} ({s.weight:.3f}{_effect(s)})" for s in explanation.slots),
         "preference": rec.preference or "",
     }
+
+
+def _effect(slot: Slot) -> str:
+    return "" if slot.effect is None else f", effect {slot.effect:+.3f}"
 
 
 def write_recommendations(path: str | os.PathLike, recs: Iterable[Recommendation]) -> int:
@@ -131,6 +138,6 @@ def format_table(rec: Recommendation, title_width: int = 40) -> str:
                 f"{item.score:>9.4f} {item.sequence:>9.4f}")
         lines.append(line + (f" {item.retriever:>9.4f}" if item.retriever is not None else ""))
         if item.explanation is not None:
-            attended = ", ".join(f"{_cut(s.label(), 30)} {s.weight:.2f}" for s in item.explanation.slots)
+            attended = "; ".join(f"{_cut(s.label(), 30)} {s.weight:.2f}{_effect(s)}" for s in item.explanation.slots)
             lines.append(f"        proxy {item.explanation.proxy} attended to: {attended}")
     return "\n".join(lines)

@@ -27,6 +27,10 @@ class Batch:
     user_text: torch.Tensor | None  # [B, D] preference vectors (UR4Rec)
     user_valid: torch.Tensor | None  # [B] False masks the preference slot
 
+    def take(self, rows: torch.Tensor) -> "Batch":
+        """The requests at ``rows`` ``[R]`` (repeats allowed)."""
+        return Batch(*(None if value is None else value[rows] for value in vars(self).values()))
+
 
 @dataclass
 class Scores:
