@@ -34,9 +34,11 @@ from ur4rec_recbole.io import machine, write_json, write_text
 from ur4rec_recbole.run.recommend import Recommender
 
 
-def user_drops(answer) -> tuple[float, float, float]:
-    """(drop for the top-attended history item, mean drop over history items, Spearman(attention, effect)), item-averaged."""
-    top, random, rho = [], [], []
+def user_drops(answer) -> tuple[float, ...]:
+    """Item averages: drop for the top-attended history item, mean drop over history items,
+    Spearman(attention, effect), the top history slot's attention, history slots in memory, and the
+    weight every slot would have under uniform attention."""
+    top, random, rho, weight, slots, uniform = [], [], [], [], [], []
     for item in answer.items:
         history = [s for s in item.explanation.slots if s.kind == "history" and s.effect is not None]
         if len(history) < 2:
@@ -44,7 +46,10 @@ def user_drops(answer) -> tuple[float, float, float]:
         top.append(history[0].effect)  # slots come most attended first
         random.append(float(np.mean([s.effect for s in history])))
         rho.append(stats.spearmanr([s.weight for s in history], [s.effect for s in history]).correlation)
-    return float(np.mean(top)), float(np.mean(random)), float(np.nanmean(rho))
+        weight.append(history[0].weight)
+        slots.append(len(history))
+        uniform.append(1 / len(item.explanation.slots))
+    return tuple(float(np.nanmean(values)) for values in (top, random, rho, weight, slots, uniform))
 
 
 def markdown(result: dict) -> str:
@@ -62,7 +67,9 @@ def markdown(result: dict) -> str:
         f"(std), 95% interval [{s['difference_ci95'][0]:.4f}, {s['difference_ci95'][1]:.4f}]; top-attended removal "
         f"drops more for {100 * s['share_top_larger']:.1f}% of users; Wilcoxon signed-rank p = {s['wilcoxon_p']:.2g}. "
         f"Spearman correlation of attention and effect over an item's history slots: "
-        f"{s['spearman_attention_effect']:+.3f} (mean over items).",
+        f"{s['spearman_attention_effect']:+.3f} (mean over items). The most attended history slot holds "
+        f"{s['top_history_weight_mean']:.3f} of the attention on average, over {s['history_slots_mean']:.1f} "
+        f"history slots (uniform attention would give every slot {s['uniform_weight_mean']:.3f}).",
     ]) + "\n"
 
 
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     users = [u for u in rec.users() if len(rec.catalogue.histories[rec.catalogue.user_ids[u]]) >= 2]
     answers = rec.iter_recommendations(users, k=args.k, explain=True, top_slots=None, batch_size=args.batch)
     rows = [user_drops(answer) for answer in tqdm(answers, total=len(users), desc="users")]
-    top, random, rho = (np.asarray(column) for column in zip(*rows))
+    top, random, rho, weight, slots, uniform = (np.asarray(column) for column in zip(*rows))
     diff = top - random
     half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff))
     summary = {
@@ -89,6 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
         "difference_ci95": [float(diff.mean() - half), float(diff.mean() + half)],
         "share_top_larger": float((diff > 0).mean()), "wilcoxon_p": float(stats.wilcoxon(top, random).pvalue),
         "spearman_attention_effect": float(np.nanmean(rho)),
+        "top_history_weight_mean": float(weight.mean()), "history_slots_mean": float(slots.mean()),
+        "uniform_weight_mean": float(uniform.mean()),
     }
     result = {"command": " ".join(["python", *sys.argv]), "checkpoint": str(args.checkpoint),
               "model": rec.config["model"], "dataset": rec.config["dataset"], "k": args.k, "machine": machine(),
