@@ -184,6 +184,10 @@ def test_unknown_tokens_are_named_in_one_error(trained, capsys):
         rec.recommend("u1", candidates=["i1", "nope"])
     with pytest.raises(InputError, match="not both"):
         rec.recommend("u1", history=["i1"])
+    with pytest.raises(InputError, match="candidates is empty"):
+        rec.recommend("u1", candidates=[])
+    with pytest.raises(InputError, match="history is empty"):
+        rec.recommend(history=[])
     fails_clearly(capsys, lambda: recommend_cli.main(["--checkpoint", checkpoint, "--user", "u1", "ghost"]),
                   r"^error: unknown user token\(s\) 'ghost'")
     fails_clearly(capsys, lambda: recommend_cli.main(["--checkpoint", checkpoint, "--history", "i1,bad"]),
@@ -201,14 +205,18 @@ def test_a_checkpoint_whose_dataset_changed_is_refused(trained, tmp_path):
     assert Recommender.load(checkpoint, data_path=moved).recommend("u1", k=3).items  # a faithful copy loads
     vectors = moved / "tiny" / "tiny.item_know.template.npz"
     tokens, table, meta = load_vector_table(vectors)
-    save_vector_table(vectors, tokens, table + 0.01, meta)  # same cache key, other vectors
-    with pytest.raises(InputError, match=r"vector tables in .*moved/tiny differ .*changed or missing: "
-                                         r"tiny.item_know.template.npz"):
+    save_vector_table(vectors, tokens, table + 0.01, meta)  # edited by hand: same cache key, other vectors
+    with pytest.raises(InputError, match=r"vector table tiny.item_know.template.npz changed"):
         Recommender.load(checkpoint, data_path=moved)
+    state = torch.load(checkpoint, weights_only=True)
+    del state["fingerprint"]  # a checkpoint from before fingerprints cannot be checked, so it is refused
+    old = tmp_path / "old.pth"
+    torch.save(state, old)
+    with pytest.raises(InputError, match="no data fingerprint"):
+        Recommender.load(old)
     inter = moved / "tiny" / "tiny.inter"
     inter.write_text(inter.read_text() + "u1\ti2\t3\t999999\n")
-    with pytest.raises(InputError, match=r"atomic files in .*moved/tiny differ from those the checkpoint was "
-                                         r"trained on \(changed or missing: tiny.inter\)"):
+    with pytest.raises(InputError, match=r"it was trained on other data: atomic file tiny.inter changed"):
         Recommender.load(checkpoint, data_path=moved)
 
 

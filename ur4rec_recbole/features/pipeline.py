@@ -41,7 +41,7 @@ def _vector_path(config, kind: str) -> Path:
     return Path(config["data_path"]) / f"{config['dataset']}.{kind}.{config['text_source']}.npz"
 
 
-def vector_files(config) -> dict[str, Path]:
+def vector_tables(config) -> dict[str, Path]:
     """The vector tables a model of this package reads, by kind (none for RecBole's models).
 
     ``item_know`` and ``user_pref`` (explicit files or the encoded texts of
@@ -84,7 +84,7 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
             if given is None:
                 encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
                                config["encoder_batch_size"], config["encoder_device"])
-    item_path, user_path = (vector_files(config)[kind] for kind in ("item_know", "user_pref"))
+    item_path, user_path = (vector_tables(config)[kind] for kind in ("item_know", "user_pref"))
     item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None)
     user_text, user_mask = _aligned(config, dataset, user_path, dataset.uid_field, ("inter", "user"), "user",
                                     item_text.shape[1])

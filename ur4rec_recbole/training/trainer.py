@@ -20,7 +20,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
-from ur4rec_recbole.data.fingerprint import dataset_fingerprint
+from ur4rec_recbole.data.fingerprint import data_fingerprint
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
 from ur4rec_recbole.training.stages import joint_stage
 
@@ -59,7 +59,7 @@ class SafeCheckpointMixin:
     def fingerprint(self) -> dict:
         """The dataset folder's fingerprint (atomic files and vector tables), stored in every checkpoint."""
         if self._fingerprint is None:
-            self._fingerprint = dataset_fingerprint(self.config)
+            self._fingerprint = data_fingerprint(self.config)
         return self._fingerprint
 
     # -- timing and learning curves --------------------------------------

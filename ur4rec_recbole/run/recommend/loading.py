@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ur4rec_recbole.data.fingerprint import ATOMIC, VECTORS, atomic_fingerprint, check_unchanged, vector_fingerprint
+from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import plain_config
 from ur4rec_recbole.lookups import get_model
@@ -100,17 +100,13 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
         settings["data_root"] = os.path.abspath(data_path)
 
     def unchanged_atomic_files(config) -> None:
-        if fingerprint is None:
-            getLogger().warning(f"{checkpoint} records no dataset fingerprint: the dataset cannot be checked")
-        else:
-            check_unchanged(fingerprint[ATOMIC], atomic_fingerprint(config), "atomic files", config["data_path"])
+        check_same_data(fingerprint, data_fingerprint(config, vectors=False), checkpoint, "recommend from")
 
     prepared = prepare_run(saved["model"], saved["dataset"], config_dict=settings, before_data=unchanged_atomic_files)
     config, dataset = prepared.config, prepared.dataset
     check_rebuilt(saved, plain_config(config), checkpoint)
     splits = dataset.build()  # this package's datasets align their vectors here
-    if fingerprint is not None:
-        check_unchanged(fingerprint[VECTORS], vector_fingerprint(config), "vector tables", config["data_path"])
+    check_same_data(fingerprint, data_fingerprint(config), checkpoint, "recommend from")
     model = get_model(config["model"])(config, splits[0]).to(config["device"])
     model.load_state_dict(state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.model.ur4rec import RetrieverReasons
 from ur4rec_recbole.run.recommend.catalogue import Catalogue
 from ur4rec_recbole.run.recommend.loading import Loaded, load_model
 from ur4rec_recbole.run.recommend.results import Explanation, Recommendation, RecommendedItem, Slot
@@ -31,7 +32,7 @@ SLOT_KINDS = {"preference": "preference", "text": "history", "image": "history i
 class Explained:
     """What the model said about a batch's top items, before naming."""
 
-    reasons: object  # UR4Rec.explain's RetrieverReasons
+    reasons: RetrieverReasons  # what UR4Rec.explain returned
     weights: torch.Tensor  # [B, k, S] the matched proxy's attention on the shown slots (-1: a masked slot)
     shown: torch.Tensor  # [B, k, S] the slots shown (memory indices), most attended first
     effects: torch.Tensor  # [B, k, S] retriever score minus the score without the slot
@@ -125,6 +126,10 @@ class Recommender:
             raise InputError(f"k={k!r}: expected a positive whole number of items")
         if batch_size < 1:
             raise InputError(f"batch_size={batch_size!r}: expected a positive whole number")
+        if top_slots is not None and top_slots < 1:
+            raise InputError(f"top_slots={top_slots!r}: expected a positive number of slots, or None for all")
+        if candidates is not None and len(candidates) == 0:
+            raise InputError("candidates is empty: give the item tokens to rank, or None for the catalogue")
         requests = self._requests(users, histories, candidates, profile)
         bar = tqdm(total=len(requests), desc="recommend", unit="user", disable=not progress)
         for start in range(0, len(requests), batch_size):
@@ -247,7 +252,7 @@ class Recommender:
         return Explained(reasons, shown_weights, shown, effects)
 
     @torch.no_grad()
-    def _effects(self, batch: Batch, top: torch.Tensor, reasons, shown: torch.Tensor,
+    def _effects(self, batch: Batch, top: torch.Tensor, reasons: RetrieverReasons, shown: torch.Tensor,
                  rows_per_call: int = 512) -> torch.Tensor:
         """How much each shown slot's removal lowers its item's retriever score. ``[B, k, S]``"""
         batch_size, k, count = shown.shape
