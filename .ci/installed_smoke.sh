@@ -5,7 +5,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-pip install --quiet --no-deps --no-build-isolation --target "$work/site" "$repo"
+# build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout
+mkdir "$work/src"
+tar -C "$repo" --exclude=./.git --exclude=./dataset --exclude=./saved --exclude=./log --exclude=./build -cf - . \
+    | tar -C "$work/src" -xf -
+pip install --quiet --no-deps --no-build-isolation --target "$work/site" "$work/src"
 cd "$work"
 export PYTHONPATH="$work/site"
 python - "$repo" <<'PY'

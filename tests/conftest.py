@@ -48,6 +48,16 @@ def write_tiny_dataset(root: Path, name: str = "tiny", seed: int = 0, n_users: i
     return root
 
 
+def raw_sequences(root: Path, name: str = "tiny") -> dict[str, list[str]]:
+    """Each raw user's raw items in time order, read straight from the ``.inter`` file."""
+    rows = [line.split("\t") for line in (root / name / f"{name}.inter").read_text().splitlines()[1:]]
+    rows.sort(key=lambda r: (r[0], float(r[3])))
+    seqs: dict[str, list[str]] = {}
+    for user, item, _, _ in rows:
+        seqs.setdefault(user, []).append(item)
+    return seqs
+
+
 def replace_rows(user: int, positions, item: int):
     """An ``edit`` for :func:`write_tiny_dataset`: ``user``'s rows at ``positions`` watch ``item`` instead."""
     def edit(u, rows):

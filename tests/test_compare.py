@@ -96,6 +96,37 @@ def test_per_user_ndcg_matches_recbole_and_feeds_the_paired_test(compared):
     assert vs["relative_change"] == pytest.approx((other.mean() - base.mean()) / base.mean())
 
 
+def test_buckets_are_reported_and_tested_per_bucket(compared):
+    _, out, bench, _ = compared
+    records = {(label, seed): json.loads((out / "runs" / f"{run_stem(label, seed)}.json").read_text())
+               for label in ("UR4Rec", "SASRec[n_layers=1]") for seed in (2020, 2021)}
+    for record in records.values():
+        per_user = record["per_user_test"]
+        assert np.mean(per_user["recall@10"]) == pytest.approx(record["test_result"]["recall@10"], abs=1e-6)
+        assert sum(b["users"] for b in record["test_buckets"].values()) == len(per_user["user_id"])
+    table = (out / "benchmark.md").read_text()
+    assert "## By the target item's training frequency" in table
+    other = bench["models"][1]
+    for bucket, entry in other["buckets"].items():
+        assert f"| `SASRec[n_layers=1]` | {bucket} | {entry['users']} |" in table
+        if entry["users"] < 2:
+            continue
+        per_seed = {}
+        for (label, seed), record in records.items():
+            per_user = record["per_user_test"]
+            per_seed[label, seed] = {u: v for u, v, b in zip(per_user["user_id"], per_user["ndcg@10"],
+                                                            per_user["bucket"]) if b == bucket}
+        users = sorted(per_seed["UR4Rec", 2020])
+        base = np.mean([[per_seed["UR4Rec", s][u] for u in users] for s in (2020, 2021)], axis=0)
+        mine = np.mean([[per_seed["SASRec[n_layers=1]", s][u] for u in users] for s in (2020, 2021)], axis=0)
+        vs = entry["vs UR4Rec"]
+        assert vs["n_users"] == len(users) == entry["users"]
+        if np.any(base != mine):
+            assert vs["wilcoxon_p"] == pytest.approx(stats.wilcoxon(mine, base).pvalue)
+        mean = np.mean([records["SASRec[n_layers=1]", s]["test_buckets"][bucket]["ndcg@10"] for s in (2020, 2021)])
+        assert entry["test ndcg@10"]["mean"] == pytest.approx(mean)
+
+
 def test_rerun_skips_finished_runs(compared):
     argv, out, bench, _ = compared
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_data, write_tiny_dataset
+from conftest import build_data, raw_sequences, write_tiny_dataset
 
 from ur4rec_recbole.features.table import save_vector_table
-
-
-def raw_sequences(root: Path, name: str = "tiny") -> dict[str, list[str]]:
-    rows = [line.split("\t") for line in (root / name / f"{name}.inter").read_text().splitlines()[1:]]
-    rows.sort(key=lambda r: (r[0], float(r[3])))
-    seqs: dict[str, list[str]] = {}
-    for user, item, _, _ in rows:
-        seqs.setdefault(user, []).append(item)
-    return seqs
 
 
 def test_training_portion_is_history_minus_valid_and_test(tiny):

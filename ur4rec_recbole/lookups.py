@@ -3,6 +3,9 @@
 RecBole's own ``get_model``/``create_dataset``/``get_trainer`` only search
 ``recbole.*`` modules, so external models need these twins (as RecBole-GNN
 does). Every model, built-in or ours, goes through the same three functions.
+A trainer or dataset is found by RecBole's naming rule, ``<Model>Trainer`` and
+``<Model>Dataset``, tried for the model's class and then its base classes, so
+related models share one (the non-learned baselines: ``NonLearnedTrainer``).
 The package's modules are named here, not imported: the look-ups sit on the
 ground floor (the Config uses them) and load a model, dataset or trainer
 module only when one is asked for.
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 
-from recbole.data import create_dataset as recbole_create_dataset
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
@@ -40,22 +42,36 @@ def get_model(model_name: str) -> type:
         ) from err
 
 
+def _ours(module_name: str, model_class: type, suffix: str):
+    """``<Class><suffix>`` of ``module_name`` for the nearest class in ``model_class``'s MRO, or None."""
+    module = importlib.import_module(module_name)
+    for cls in model_class.__mro__:
+        found = getattr(module, f"{cls.__name__}{suffix}", None)
+        if found is not None:
+            return found
+    return None
+
+
 def get_trainer(model_type, model_name: str) -> type:
-    """Return ``<model>Trainer`` from this package, else RecBole's, with safe checkpoints.
+    """Return this package's ``<model>Trainer`` (or its base class's), else RecBole's, with safe checkpoints.
 
     Every trainer returned saves and loads checkpoints that ``torch.load`` can
     read with ``weights_only=True`` (RecBole's pickle the whole Config).
     """
+    ours = _ours(TRAINER_MODULE, get_model(model_name), "Trainer")
+    if ours is not None:
+        return ours
     module = importlib.import_module(TRAINER_MODULE)
-    if hasattr(module, f"{model_name}Trainer"):
-        return getattr(module, f"{model_name}Trainer")
     return module.with_safe_checkpoints(recbole_get_trainer(model_type, model_name))
 
 
 def create_dataset(config):
-    """Build ``<model>Dataset`` from this package if it exists, else RecBole's choice."""
-    module = importlib.import_module(DATASET_MODULE)
-    name = f"{config['model']}Dataset"
-    if hasattr(module, name):
-        return getattr(module, name)(config)
-    return recbole_create_dataset(config)
+    """Build this package's ``<model>Dataset`` (or its base class's), else the one for a RecBole model.
+
+    RecBole's sequential models get ``SplitDataset`` (RecBole's split plus the
+    training portions and the cold-item protocol), the others RecBole's choice.
+    """
+    ours = _ours(DATASET_MODULE, config.model_class, "Dataset")
+    if ours is not None:
+        return ours(config)
+    return importlib.import_module(DATASET_MODULE).recbole_dataset(config)

@@ -1,7 +1,13 @@
-"""Extract item image vectors ahead of training (text vectors are encoded by ``run_ur4rec.py``).
+"""Fetch item images and extract their vectors ahead of training (text vectors are encoded by ``run_ur4rec.py``).
 
+    python -m ur4rec_recbole encode --dataset NAME --download-images [--download-workers 8 ...]
     python -m ur4rec_recbole encode --dataset NAME --images --image-model ViT-B-32 \\
         --image-pretrained TAG|PATH|none [--config_files A.yaml] [--key=value ...]
+
+``--download-images`` fetches the images whose URLs are in the ``.item``
+column ``item_image_field`` (the converters write ``image_url``) into
+``<data_path>/images/<token>.<ext>`` and lists every failure in
+``<dataset>.image_download.json``; with ``--images`` too, they are encoded next.
 
 ``--key=value`` are the dataset settings of ``run_ur4rec.py`` (``--data_path=DIR``,
 ``--item_image_field=poster``, ``--image_batch_size=64`` ...). Writes
@@ -16,25 +22,39 @@ import json
 import sys
 
 from ur4rec_recbole.cli.common import add_dataset_arguments, command, quiet_library_warnings, split_overrides
+from ur4rec_recbole.features.download import DownloadOptions
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m ur4rec_recbole encode", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_arguments(parser, required=True)
-    parser.add_argument("--images", action="store_true", help="encode the item images (required: the only kind here)")
+    parser.add_argument("--images", action="store_true", help="encode the item images")
     parser.add_argument("--image-model", default=None, help="open_clip architecture (yaml: image_model)")
     parser.add_argument("--image-pretrained", default=None,
                         help="open_clip tag (local cache), checkpoint path, or none (yaml: image_pretrained)")
+    download = parser.add_argument_group("downloading images from the URLs in item_image_field")
+    download.add_argument("--download-images", action="store_true", help="fetch the item images first")
+    defaults = DownloadOptions()
+    download.add_argument("--download-workers", type=int, default=defaults.workers, help="concurrent downloads")
+    download.add_argument("--download-rate", type=float, default=defaults.rate,
+                          help="requests per second to one host (0: no limit)")
+    download.add_argument("--download-timeout", type=float, default=defaults.timeout, help="seconds per read")
+    download.add_argument("--download-retries", type=int, default=defaults.retries,
+                          help="extra attempts after 429/5xx/timeouts")
+    download.add_argument("--download-max-mb", type=float, default=defaults.max_bytes / (1 << 20),
+                          help="size cap of one image in MiB")
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if not args.images:
-        parser.error("nothing to encode: pass --images (text vectors are encoded by run_ur4rec.py)")
+    if not args.images and not args.download_images:
+        parser.error("nothing to do: pass --download-images and/or --images (text vectors are encoded by "
+                     "run_ur4rec.py)")
     quiet_library_warnings()
     with command(args.debug):
         return _encode(args, split_overrides(extra))
 
 
 def _encode(args: argparse.Namespace, overrides: dict[str, str]) -> dict:
+    from ur4rec_recbole.features.download import download_item_images, download_report_path
     from ur4rec_recbole.features.images import encode_item_images, image_vector_path, report_path
     from ur4rec_recbole.run.prepare import prepare_run
 
@@ -43,11 +63,23 @@ def _encode(args: argparse.Namespace, overrides: dict[str, str]) -> dict:
             overrides[key] = value
     config = prepare_run("UR4Rec", args.dataset, args.config_files, cmd_overrides=overrides,
                          build_dataset=False).config
-    report = encode_item_images(config).as_json()
+    report: dict = {}
+    if args.download_images:
+        options = DownloadOptions(workers=args.download_workers, rate=args.download_rate,
+                                  timeout=args.download_timeout, retries=args.download_retries,
+                                  max_bytes=int(args.download_max_mb * (1 << 20)))
+        fetched = download_item_images(config, options).as_json()
+        print(json.dumps({k: v for k, v in fetched.items() if k != "failed"}))
+        print(f"images:  {config['data_path']}/images/\n"
+              f"report:  {download_report_path(config['data_path'], config['dataset'])}")
+        report["download"] = fetched
+        if not args.images:
+            return report
+    encoded = encode_item_images(config).as_json()
     out = image_vector_path(config)
-    print(json.dumps({k: v for k, v in report.items() if k not in ("missing", "corrupt")}))
+    print(json.dumps({k: v for k, v in encoded.items() if k not in ("missing", "corrupt")}))
     print(f"vectors: {out}\nreport:  {report_path(out)}")
-    return report
+    return {**encoded, **report}
 
 
 if __name__ == "__main__":

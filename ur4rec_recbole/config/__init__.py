@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from recbole.config import Config as RecBoleConfig
 
-from ur4rec_recbole.config.settings import parse_modalities
+from ur4rec_recbole.config.settings import check_cold_items, parse_modalities
 from ur4rec_recbole.lookups import get_model
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # shipped inside the package
@@ -46,6 +46,7 @@ class Config(RecBoleConfig):
         """Parse shared settings once, then let the model check its own (before any data is loaded)."""
         if "modalities" in self.final_config_dict:
             self.final_config_dict["modalities"] = parse_modalities(self.final_config_dict["modalities"])
+        check_cold_items(self)
         check = getattr(self.model_class, "check_settings", None)
         if check is not None:
             check(self)

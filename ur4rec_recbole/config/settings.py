@@ -57,3 +57,12 @@ def require_number(config, key: str, low: float | None = None, high: float | Non
 def require_choice(config, key: str, choices) -> None:
     """``config[key]`` is one of ``choices``."""
     require(config, key, config[key] in choices, f"one of {sorted(choices)}")
+
+
+def check_cold_items(config) -> None:
+    """``cold_items`` is a fraction in [0, 1) and ``cold_items_seed`` an int (the protocol: data/split.py)."""
+    if config["cold_items"] is None:
+        config["cold_items"] = 0.0
+    require_number(config, "cold_items", 0, 1)
+    require(config, "cold_items", config["cold_items"] < 1, "a fraction of the items in [0, 1), e.g. 0.2")
+    require_number(config, "cold_items_seed", integer=True)

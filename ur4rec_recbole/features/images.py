@@ -4,7 +4,9 @@ Where images come from (one per item, named by the raw item token):
 
 - ``<data_path>/images/<token>.{jpg,jpeg,png,webp}`` by default, or
 - the ``.item`` column named by ``item_image_field``, holding a path relative
-  to the dataset folder ``<data_path>``.
+  to the dataset folder ``<data_path>``, or a URL: then the file
+  ``images/<token>.<ext>`` fetched from it by ``encode --download-images``
+  (``features.download``).
 
 Items with no image, and images that cannot be decoded, are left out of the
 vector table and listed, with the reason, in the report file next to it; the
@@ -31,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.features.download import is_url
 from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table
 from ur4rec_recbole.io import content_hash, file_sha256, write_json
 
@@ -80,40 +83,65 @@ def has_image_source(config) -> bool:
     return config["item_image_field"] is not None or (Path(config["data_path"]) / IMAGE_FOLDER).is_dir()
 
 
+def downloaded_image(folder: Path, token: str, listing: Mapping[str, Path] | None = None) -> Path | None:
+    """``<folder>/<token>.{jpg,jpeg,png,webp}`` if one exists (``listing``: the folder's files by name)."""
+    if listing is None:
+        return next((folder / (token + s) for s in IMAGE_SUFFIXES if (folder / (token + s)).is_file()), None)
+    return next((listing[token + s] for s in IMAGE_SUFFIXES if token + s in listing), None)
+
+
+def read_item_column(data_path: str | os.PathLike, dataset: str, item_field: str, column: str,
+                     sep: str = "\t") -> dict[str, str]:
+    """``{item token: value of column}`` from ``<dataset>.item``, every value a string ('' when empty)."""
+    item_file = Path(data_path) / f"{dataset}.item"
+    if not item_file.is_file():
+        raise FileNotFoundError(f"item_image_field is {column!r} but {item_file} does not exist")
+    with open(item_file, encoding="utf-8") as handle:
+        names = [name.split(":")[0] for name in handle.readline().rstrip("\r\n").split(sep)]
+    for needed in (item_field, column):
+        if needed not in names:
+            raise ValueError(f"{item_file}: no column {needed!r} (item_image_field); columns are {names}")
+    table = pd.read_csv(item_file, sep=sep, usecols=[names.index(item_field), names.index(column)],
+                        dtype=str, keep_default_na=False)
+    table.columns = [names[i] for i in sorted((names.index(item_field), names.index(column)))]
+    return dict(zip(table[item_field], table[column]))
+
+
 def find_item_images(data_path: str | os.PathLike, dataset: str, tokens: Sequence[str], item_field: str,
                      image_field: str | None = None, sep: str = "\t") -> tuple[dict[str, Path], dict[str, str]]:
-    """Image file per item token, and the reason for every token that has none."""
+    """Image file per item token, and the reason for every token that has none.
+
+    An ``image_field`` value that is a URL stands for the file ``images/<token>.<ext>`` that
+    ``encode --download-images`` fetches from it.
+    """
     data_path = Path(data_path)
+    folder = data_path / IMAGE_FOLDER
+    listing = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
     found: dict[str, Path] = {}
     missing: dict[str, str] = {}
     if image_field is None:
-        folder = data_path / IMAGE_FOLDER
-        listing = {p.name: p for p in folder.iterdir()} if folder.is_dir() else {}
         for token in tokens:
-            path = next((listing[token + s] for s in IMAGE_SUFFIXES if token + s in listing), None)
+            path = downloaded_image(folder, token, listing)
             if path is None:
                 missing[token] = f"no file {IMAGE_FOLDER}/{token}.{{{','.join(s[1:] for s in IMAGE_SUFFIXES)}}}"
             else:
                 found[token] = path
         return found, missing
-    item_file = data_path / f"{dataset}.item"
-    if not item_file.is_file():
-        raise FileNotFoundError(f"item_image_field is {image_field!r} but {item_file} does not exist")
-    with open(item_file, encoding="utf-8") as handle:
-        names = [column.split(":")[0] for column in handle.readline().rstrip("\r\n").split(sep)]
-    for needed in (item_field, image_field):
-        if needed not in names:
-            raise ValueError(f"{item_file}: no column {needed!r} (item_image_field); columns are {names}")
-    table = pd.read_csv(item_file, sep=sep, usecols=[names.index(item_field), names.index(image_field)],
-                        dtype=str, keep_default_na=False)
-    table.columns = [names[i] for i in sorted((names.index(item_field), names.index(image_field)))]
-    paths = dict(zip(table[item_field], table[image_field]))
+    item_file = f"{dataset}.item"
+    paths = read_item_column(data_path, dataset, item_field, image_field, sep)
     for token in tokens:
         relative = paths.get(token)
         if relative is None:
-            missing[token] = f"no row in {item_file.name}"
+            missing[token] = f"no row in {item_file}"
         elif not relative.strip():
-            missing[token] = f"empty {image_field} in {item_file.name}"
+            missing[token] = f"empty {image_field} in {item_file}"
+        elif is_url(relative):
+            path = downloaded_image(folder, token, listing)
+            if path is None:
+                missing[token] = (f"{image_field} is a URL and {IMAGE_FOLDER}/{token}.* was not downloaded "
+                                  f"(encode --download-images)")
+            else:
+                found[token] = path
         elif not (data_path / relative).is_file():
             missing[token] = f"{image_field} names {relative}, which does not exist"
         else:

@@ -13,7 +13,8 @@ from recbole.utils import init_seed, set_color
 
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
 from ur4rec_recbole.lookups import get_model, get_trainer
-from ur4rec_recbole.run.metrics import per_user_ndcg, random_state, set_random_state
+from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
+                                        target_groups, training_counts)
 from ur4rec_recbole.run.prepare import prepare_run
 
 REPORTED_METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
@@ -36,7 +37,9 @@ def run(
 
     ``resume`` continues from a checkpoint written by an earlier run.
     ``callback_fn(epoch_idx, valid_score)`` is RecBole's per-validation hook
-    (Ray Tune reports through it); ``per_user`` adds each test user's NDCG@10
+    (Ray Tune reports through it). Every tested run reports test NDCG@10 and
+    Recall@10 per bucket of the target's training frequency (``test_buckets``,
+    :mod:`ur4rec_recbole.run.metrics`); ``per_user`` adds each test user's values
     (``per_user_test``) for paired tests between models. ``test=False`` stops
     after training and validation (hyperparameter trials never read the test set).
     The returned dict is what ``--results`` writes as JSON.
@@ -82,9 +85,15 @@ def run(
         "epoch_history": epochs,
         "config": plain_config(config),
     }
-    if per_user and test:
+    if test and config["single_spec"]:  # under DDP each process holds only its share of the users
         set_random_state(before_test)  # sampled evaluation then draws the same candidates again
-        results["per_user_test"] = per_user_ndcg(trainer, test_data)
+        users = per_user_metrics(trainer, test_data)
+        train_split = train_data._dataset
+        users.update(target_groups(users["item_id"], training_counts(train_split),
+                                   getattr(train_split, "cold_items", [])))
+        results["test_buckets"] = bucket_report(users, with_cold=bool(config["cold_items"]))
+        if per_user:
+            results["per_user_test"] = users
     logger.info(set_color("best valid ", "yellow") + f": {results['best_valid_result']}")
     if test:
         logger.info(set_color("test result", "yellow") + f": {results['test_result']}")
@@ -127,6 +136,11 @@ def summary_table(results: Mapping[str, Any]) -> str:
             continue
         shown = "  ".join(f"{m}={values.get(m, float('nan')):.4f}" for m in REPORTED_METRICS)
         lines.append(f"  {split.replace('_result', ''):<10} {shown}")
+    buckets = results.get("test_buckets")
+    if buckets:
+        shown = "  ".join(f"{name}: {'-' if b['ndcg@10'] is None else format(b['ndcg@10'], '.4f')} ({b['users']} users)"
+                          for name, b in buckets.items())
+        lines.append(f"  test ndcg@10 by the target's training count: {shown}")
     lines.append(
         f"  train {results['train_seconds']:.1f}s over {results['epochs_run']} epochs "
         f"({results['seconds_per_epoch']:.1f}s/epoch); wall time {results['total_seconds']:.1f}s"

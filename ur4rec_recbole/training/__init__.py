@@ -1,5 +1,6 @@
-"""Trainers of this package; ``lookups.get_trainer`` looks for ``<model>Trainer`` here."""
+"""Trainers of this package; ``lookups.get_trainer`` looks for ``<Model>Trainer`` here (or its base class's)."""
 
-from ur4rec_recbole.training.trainer import SafeCheckpointMixin, UR4RecTrainer, with_safe_checkpoints
+from ur4rec_recbole.training.trainer import (NonLearnedTrainer, SafeCheckpointMixin, UR4RecTrainer,
+                                             with_safe_checkpoints)
 
-__all__ = ["SafeCheckpointMixin", "UR4RecTrainer", "with_safe_checkpoints"]
+__all__ = ["NonLearnedTrainer", "SafeCheckpointMixin", "UR4RecTrainer", "with_safe_checkpoints"]

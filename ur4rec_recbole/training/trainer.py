@@ -92,7 +92,7 @@ class SafeCheckpointMixin:
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
             "other_parameter": self.model.other_parameter(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
         }
         with atomic_path(path) as tmp:  # never leave a half-written checkpoint behind
             torch.save(state, tmp)
@@ -115,7 +115,8 @@ class SafeCheckpointMixin:
         self.best_valid_score = state["best_valid_score"]
         self.model.load_state_dict(state["state_dict"])
         self.model.load_other_parameter(state.get("other_parameter"))
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     @torch.no_grad()
@@ -134,6 +135,32 @@ def with_safe_checkpoints(trainer_class: type) -> type:
     if issubclass(trainer_class, SafeCheckpointMixin):
         return trainer_class
     return type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
+
+
+class _FittedWhenBuilt(Trainer):
+    """RecBole's Trainer for a model that has nothing to learn: no optimizer, no training batches."""
+
+    def _build_optimizer(self, **kwargs):
+        return None
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False) -> float:
+        return 0.0  # the model was fitted from the training portions when it was built
+
+
+class NonLearnedTrainer(SafeCheckpointMixin, _FittedWhenBuilt):
+    """One pass for the non-learned baselines (``model/baselines.py``): validate, save, test.
+
+    As RecBole's ``TraditionalTrainer`` (Pop, ItemKNN) the run has one epoch
+    whatever ``epochs`` says; unlike it, the epoch reads no training batch (the
+    counts were taken when the model was built) and builds no optimizer. RecBole's
+    ``fit`` is untouched: it validates once and saves the checkpoint that the
+    test then loads.
+    """
+
+    def __init__(self, config, model) -> None:
+        super().__init__(config, model)
+        self.epochs = 1
+        self.eval_step = min(self.eval_step, 1)  # the one epoch is validated (and saved)
 
 
 class UR4RecTrainer(SafeCheckpointMixin, Trainer):

@@ -5,6 +5,8 @@ is averaged over the seeds both models finished, and the two-sided Wilcoxon
 signed-rank test (``scipy.stats.wilcoxon``, zero differences dropped) runs over
 users; a paired t-test over the same pairs is given too. Users, not
 (user, seed) pairs, are the independent units: seeds re-train on the same users.
+The same test runs within each bucket of the target's training frequency
+(:mod:`ur4rec_recbole.run.metrics`), over that bucket's users.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ur4rec_recbole.run.compare.spec import RunSpec
 from ur4rec_recbole.io import atomic_path, machine, write_json, write_text
+from ur4rec_recbole.run.compare.spec import RunSpec
+from ur4rec_recbole.run.metrics import BUCKET_METRICS, in_group
 
 PAIRED_METRIC = "ndcg@10"
 TEST_METRICS = tuple(f"{m}@{k}" for k in (10, 20) for m in ("recall", "ndcg", "mrr", "hit"))
@@ -32,20 +35,29 @@ def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else None
 
 
-def _per_user(record: dict) -> dict[int, float]:
+def _per_user(record: dict, group: str | None = None) -> dict[int, float]:
+    """Each test user's NDCG@10 in ``record``, of the users in bucket ``group`` (all users for None)."""
     per_user = record["per_user_test"]
-    return dict(zip(per_user["user_id"], per_user[PAIRED_METRIC]))
+    users, values = np.asarray(per_user["user_id"]), np.asarray(per_user[PAIRED_METRIC])
+    if group is not None:
+        mask = in_group(per_user, group)
+        users, values = users[mask], values[mask]
+    return dict(zip(users.tolist(), values.tolist()))
 
 
-def paired_test(base: dict[int, dict], other: dict[int, dict]) -> dict:
-    """Relative change and p-values of ``other`` against ``base``: ``{seed: ok record}`` each."""
+def paired_test(base: dict[int, dict], other: dict[int, dict], group: str | None = None) -> dict:
+    """Relative change and p-values of ``other`` against ``base``: ``{seed: ok record}`` each.
+
+    ``group`` restricts the test to the users of one bucket (the buckets come from the split, so both
+    models put the same users in it).
+    """
     seeds = sorted(set(base) & set(other))
     if not seeds:
         return {"seeds": [], "note": "no seed finished for both models"}
     users = None
     base_sum, other_sum = {}, {}
     for seed in seeds:
-        b, o = _per_user(base[seed]), _per_user(other[seed])
+        b, o = _per_user(base[seed], group), _per_user(other[seed], group)
         if set(b) != set(o) or (users is not None and set(b) != users):
             raise ValueError(f"seed {seed}: the two models were tested on different users; "
                              "the split must be the same for a paired test")
@@ -54,6 +66,8 @@ def paired_test(base: dict[int, dict], other: dict[int, dict]) -> dict:
             base_sum[u] = base_sum.get(u, 0.0) + b[u]
             other_sum[u] = other_sum.get(u, 0.0) + o[u]
     order = sorted(users)
+    if not order:
+        return {"seeds": seeds, "n_users": 0, "note": "no test user in this bucket"}
     x = np.array([other_sum[u] for u in order]) / len(seeds)  # [U]
     y = np.array([base_sum[u] for u in order]) / len(seeds)  # [U]
     diff = x - y
@@ -78,9 +92,27 @@ def _run_entry(record: dict) -> dict:
     """What benchmark.json keeps of one run (per-user values stay in runs/)."""
     if record["status"] != "ok":
         return {k: record[k] for k in ("seed", "status", "error")}
-    keep = ("seed", "status", "best_valid_result", "test_result", "train_seconds", "epochs_run",
+    keep = ("seed", "status", "best_valid_result", "test_result", "test_buckets", "train_seconds", "epochs_run",
             *COST_FIELDS, "epoch_history", "machine", "config")
     return {k: record.get(k) for k in keep}
+
+
+def bucket_summary(ok: dict[int, dict], baseline: dict[int, dict] | None, base_label: str) -> dict:
+    """Per bucket of the target's training frequency: users, mean ± std over seeds, paired test vs the first model."""
+    reports = [r["test_buckets"] for r in ok.values() if r.get("test_buckets")]
+    if not reports or len(reports) != len(ok):  # no run finished, or runs written before the bucket report
+        return {}
+    summary = {}
+    for group, first in reports[0].items():
+        entry = {"users": first["users"]}
+        for metric in BUCKET_METRICS:
+            mean, std = _mean_std([r[group][metric] for r in reports])
+            entry[f"test {metric}"] = {"mean": mean, "std": std}
+        with_users = all("per_user_test" in r for r in ok.values())
+        entry[f"vs {base_label}"] = (paired_test(baseline, ok, group)
+                                     if baseline is not None and with_users and first["users"] else None)
+        summary[group] = entry
+    return summary
 
 
 def summarize(specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str, records: Sequence[dict]) -> dict:
@@ -110,6 +142,7 @@ def summarize(specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str, reco
             "n_failed": len(runs) - len(ok),
             "summary": {k: {"mean": m, "std": s} for k, (m, s) in summary.items()},
             f"vs {specs[0].label}": None if i == 0 or not ok or not baseline else paired_test(baseline, ok),
+            "buckets": bucket_summary(ok, None if i == 0 or not baseline else baseline, specs[0].label),
             "runs": [_run_entry(r) for r in runs],
         })
     return {
@@ -179,11 +212,40 @@ def markdown(bench: dict) -> str:
         "",
         f"Paired test against `{base}`: {bench['paired_test']}; the paired t-test over the same "
         "pairs is the last column. Δ is the relative change of the mean test NDCG@10 over the seeds both finished.",
+        *bucket_markdown(bench),
         "",
         f"Machine: {where['processor']}, {where['cpu_count']} cores, {where['torch_threads']} torch threads, "
         f"GPU: {where['cuda'] or 'none'}, torch {where['torch']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def bucket_markdown(bench: dict) -> list[str]:
+    """Lines of the bucket table (empty when no run has a bucket report)."""
+    base = bench["baseline"]
+    rows = []
+    for entry in bench["models"]:
+        for group, b in entry.get("buckets", {}).items():
+            vs = b.get(f"vs {base}") or {}
+            change = "–" if vs.get("relative_change") is None else f"{100 * vs['relative_change']:+.1f}%"
+            p_w = "–" if vs.get("wilcoxon_p") is None else f"{vs['wilcoxon_p']:.3g}"
+            rows.append(f"| `{entry['label']}` | {group} | {b['users']} | {_cell(b['test ndcg@10'])} | "
+                        f"{_cell(b['test recall@10'])} | {change} | {p_w} |")
+    if not rows:
+        return []
+    return [
+        "",
+        "## By the target item's training frequency",
+        "",
+        "Test users grouped by how often their target item occurs in the training split (0, 1–4, 5–19, ≥ 20; "
+        "`cold`: targets removed from training by `cold_items`, a part of bucket 0). Mean ± std over seeds; "
+        f"Δ and p: the paired test above, over the bucket's users, against `{base}`.",
+        "",
+        "| model | bucket | users | test NDCG@10 | test Recall@10 | "
+        f"Δ test NDCG@10 vs `{base}` | p (Wilcoxon) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 def plot(bench: dict, path: Path) -> None:

@@ -16,7 +16,6 @@ from typing import Sequence
 
 import numpy as np
 
-from ur4rec_recbole.data.dataset import full_sequences
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.features.text_vectors import encode_texts
 from ur4rec_recbole.texts.base import item_fields, join_values
@@ -48,7 +47,7 @@ class Catalogue:
         self.item_tokens = np.asarray(dataset.field2id_token[dataset.iid_field])
         self.user_ids = {str(t): i for i, t in enumerate(self.user_tokens) if i > 0}
         self.item_ids = {str(t): i for i, t in enumerate(self.item_tokens) if i > 0}
-        self.histories = full_sequences(dataset)  # internal user id -> every item observed, oldest first
+        self.histories = dataset.user_sequences  # internal user id -> every item observed, oldest first (SplitDataset)
         field = title_field(config, dataset, title)
         titles = item_fields(dataset, [field]) if field is not None else {}
         self.titles = [None] + [join_values(titles[t][field], categorical=False) or None if t in titles else None

@@ -1,5 +1,0 @@
-"""Models of this package; ``utils.get_model`` looks here before RecBole."""
-
-from ur4rec_recbole.model.ur4rec import UR4Rec
-
-__all__ = ["UR4Rec"]

@@ -1,1 +1,0 @@
-"""Hyperparameter search (``run_ur4rec.py --hyper FILE --tool hyperopt|ray``), chosen on validation only."""
