@@ -49,6 +49,7 @@ class RetrieverReasons(NamedTuple):
     """What :meth:`UR4Rec.explain` returns (``M`` memory slots, ``K`` proxies, ``k`` items)."""
 
     attention: torch.Tensor  # [B, K, M] each proxy's attention over the slots, heads averaged; rows sum to 1
+    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (its matched proxy's)
     valid: torch.Tensor  # [B, M] slots in the memory (masked ones have attention 0)
     slot_position: torch.Tensor  # [M] history position of each slot, -1 for the preference slot
     slot_kinds: list[str]  # [M] "preference", "text" or "image"
@@ -277,9 +278,11 @@ class UR4Rec(SASRec):
         Each proxy's attention over the memory slots at the last position,
         averaged over heads (a probability distribution over the slots it
         sees), and for each item the proxy whose match gives its retriever
-        score (the max over ``proxy_scores``). Explanations are built from
-        this, so they follow the retriever. ``removed`` ``[B, L]`` takes history
-        items out of the memory first (the faithfulness benchmark).
+        score (the max over ``proxy_scores``) with that proxy's attention
+        (``item_attention``, what explanations name; a retriever that pooled
+        proxies smoothly would mix their attention here). Explanations are
+        built from this alone, so they follow the retriever. ``removed``
+        ``[B, L]`` takes history items out of the memory first (slot effects).
         """
         views = self.item_views() if views is None else views
         memory, kinds = self.memory_of(user_text, user_valid, item_seq, item_seq_len, views, removed)
@@ -287,7 +290,9 @@ class UR4Rec(SASRec):
         wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
         per_proxy = self.retriever_proxy_scores(proxies[:, 0], views.take(wanted))  # [B, K, U]
         per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
-        return RetrieverReasons(attention[:, 0], memory[1], memory[2], kinds, per_proxy.argmax(dim=1), per_proxy)
+        attention, proxy = attention[:, 0], per_proxy.argmax(dim=1)  # [B, K, M], [B, k]
+        item_attention = attention.gather(1, proxy[:, :, None].expand(-1, -1, attention.shape[-1]))  # [B, k, M]
+        return RetrieverReasons(attention, item_attention, memory[1], memory[2], kinds, proxy, per_proxy)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]

@@ -158,9 +158,13 @@ class Recommender:
             raise InputError("a history is a list of item tokens, e.g. ['50', '172', '133'], not one string")
         lists = list(histories or []) + (list(candidates) if per_request else [candidates] if candidates else [])
         uids, item_lists = self.catalogue.resolve(users or [], lists)
-        given = item_lists[: len(histories or [])]
-        wanted = item_lists[len(given):]
-        wanted = wanted if per_request else wanted * count if wanted else [None] * count
+        given, listed = item_lists[: len(histories or [])], item_lists[len(histories or []):]
+        if per_request:
+            wanted = listed
+        elif candidates:
+            wanted = listed * count  # one list for every request
+        else:
+            wanted = [None] * count  # the catalogue
         if users is not None:
             return [Request(str(u), uid, self.catalogue.histories[uid], c, profile)
                     for u, uid, c in zip(users, uids, wanted)]
@@ -244,8 +248,7 @@ class Recommender:
     def _explain(self, batch: Batch, top: torch.Tensor, top_slots: int | None) -> Explained:
         """Reasons for the top items ``[B, k]``: the matched proxies' most attended slots and their effects."""
         reasons = self.scorer.reasons(batch, top)
-        weights = reasons.attention.gather(1, reasons.proxy[:, :, None].expand(-1, -1, reasons.attention.shape[-1]))
-        weights = weights.masked_fill(~reasons.valid[:, None, :], -1.0)  # [B, k, M]: masked slots last
+        weights = reasons.item_attention.masked_fill(~reasons.valid[:, None, :], -1.0)  # [B, k, M]: masked slots last
         most = int(reasons.valid.sum(dim=1).max())  # slots in the fullest memory of the batch
         shown_weights, shown = weights.topk(most if top_slots is None else min(top_slots, most), dim=-1)  # [B, k, S]
         effects = self._effects(batch, top, reasons, shown)
