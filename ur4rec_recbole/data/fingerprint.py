@@ -1,54 +1,45 @@
 """What a model was trained on: the dataset's name and content hashes of its atomic files and vectors.
 
-A checkpoint stores :func:`data_fingerprint`; loading it for recommendations
-with other data is refused by :func:`check_same_data`, with one line saying
-what differs. Vector tables are hashed by content (tokens and vectors, not the
-``.npz`` bytes, whose zip headers carry a time), so a table edited by hand is
-caught too. (The names follow the ``--resume`` check of issue 9, which uses
-the same functions.)
+A checkpoint stores :func:`data_fingerprint`; resuming it, testing it
+(``test_saved_model``, the hyperparameter search) or loading it for
+recommendations with other data is refused by :func:`check_same_data`, with
+one line saying what differs. Cheap: the vector tables already carry a
+content hash (their ``meta``); only the atomic files are hashed, once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Mapping
 
-from ur4rec_recbole.data.atomic import ATOMIC_SUFFIXES
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.features import vector_tables
-from ur4rec_recbole.features.table import load_vector_table
+from ur4rec_recbole.features.table import read_meta
 from ur4rec_recbole.io import file_sha256
 
+ATOMIC_SUFFIXES = ("inter", "item", "user", "kg", "link", "net")  # every atomic file RecBole may read
 PARTS = {"atomic": "atomic file", "vectors": "vector table"}
 
 
-def table_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a vector table's tokens and float32 vectors."""
-    tokens, vectors, _ = load_vector_table(path)
-    digest = hashlib.sha256("\n".join(tokens.tolist()).encode())
-    digest.update(str(vectors.shape).encode())
-    digest.update(vectors.tobytes())
-    return digest.hexdigest()
-
-
 def atomic_files(config) -> list[Path]:
-    """The dataset's atomic files that exist."""
+    """The dataset's atomic files that exist (benchmark splits ``<name>.<part>.inter`` included)."""
     folder, name = Path(config["data_path"]), config["dataset"]
-    return [folder / f"{name}.{suffix}" for suffix in ATOMIC_SUFFIXES if (folder / f"{name}.{suffix}").is_file()]
+    names = [f"{name}.{suffix}" for suffix in ATOMIC_SUFFIXES]
+    names += [f"{name}.{part}.inter" for part in config["benchmark_filename"] or []]
+    return [folder / n for n in names if (folder / n).is_file()]
 
 
 def data_fingerprint(config, vectors: bool = True) -> dict:
-    """``{"dataset", "atomic": {file: sha256}, "vectors": {file: content sha256}}`` of ``config``'s data.
+    """``{"dataset", "atomic": {file: sha256}, "vectors": {file: content hash}}`` of ``config``'s data.
 
-    ``vectors=False`` fingerprints the atomic files alone (checks before
-    anything is built); vector tables a model of RecBole's does not read are
-    not listed.
+    Read the vectors only after the run has built them (``vectors=False``
+    fingerprints the atomic files alone, for checks before anything is built).
     """
     found = {"dataset": config["dataset"], "atomic": {p.name: file_sha256(p) for p in atomic_files(config)}}
     if vectors:
-        found["vectors"] = {p.name: table_sha256(p) for p in vector_tables(config).values() if p.is_file()}
+        found["vectors"] = {path.name: read_meta(path).get("content_hash") or file_sha256(path)
+                            for path in vector_tables(config).values() if path.is_file()}
     return found
 
 
@@ -61,12 +52,13 @@ def fingerprint_difference(saved: Mapping, current: Mapping) -> str | None:
             continue
         before, now = saved[part], current[part]
         changed = [name for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
-        if changed:
-            name = changed[0]
-            state = "changed" if name in before and name in now else "is missing here" if name in before else \
-                "was not used by the checkpoint"
-            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-            return f"{what} {name} {state}{more}"
+        if not changed:
+            continue
+        name = changed[0]
+        if part == "vectors":
+            return f"vectors changed ({name})"
+        return f"{what} {name} " + ("changed" if name in before and name in now else
+                                    "is missing here" if name in before else "was not used by the checkpoint")
     return None
 
 
@@ -78,4 +70,4 @@ def check_same_data(saved: Mapping | None, current: Mapping, path: str | os.Path
     difference = fingerprint_difference(saved, current)
     if difference is not None:
         raise InputError(f"cannot {action} {path}: it was trained on other data: {difference}; use the data it was "
-                         f"trained on (data_path), or train a new model")
+                         f"trained on (--dataset, --data_path), or train a new model")

@@ -28,6 +28,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction
 from recbole.utils import ModelType
 
+from ur4rec_recbole.data.atomic import CheckedAtomicFiles, recbole_dataset_class, with_checked_reading
 from ur4rec_recbole.errors import InputError
 
 
@@ -43,8 +44,11 @@ def choose_cold_items(tokens: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.sort(pool[picked])
 
 
-class SplitDataset(SequentialDataset):
-    """RecBole's sequential dataset and split, with training portions and (optionally) cold items."""
+class SplitDataset(CheckedAtomicFiles, SequentialDataset):
+    """RecBole's sequential dataset and split, with training portions and (optionally) cold items.
+
+    Atomic files are checked before RecBole reads them (:class:`CheckedAtomicFiles`).
+    """
 
     cold_items: np.ndarray  # internal ids of the cold items (empty without the protocol)
     training_histories: dict[int, np.ndarray]  # each user's training portion (cold items removed)
@@ -164,8 +168,9 @@ class SplitDataset(SequentialDataset):
 def recbole_dataset(config):
     """The dataset of a RecBole model: ``SplitDataset`` for its plain sequential models, else RecBole's choice.
 
-    RecBole's own dataset classes (``DIENDataset``, ``KSRDataset``, ...) know
-    nothing of the cold-item protocol, which is then refused.
+    Either reads checked atomic files (a dataset RecBole saved, ``save_dataset``,
+    is RecBole's to load). RecBole's own dataset classes (``DIENDataset``,
+    ``KSRDataset``, ...) know nothing of the cold-item protocol, which is then refused.
     """
     own = hasattr(recbole.data.dataset, f"{config['model']}Dataset")
     if config["MODEL_TYPE"] == ModelType.SEQUENTIAL and not own:
@@ -175,4 +180,6 @@ def recbole_dataset(config):
         raise InputError(f"setting cold_items={config['cold_items']}: {config['model']} {why} leave the cold "
                          "items out; use a plain sequential model (SASRec, GRU4Rec, UR4Rec, Transitions, ...) "
                          "or cold_items: 0")
-    return recbole_create_dataset(config)
+    if config["save_dataset"] or config["dataset_save_path"]:  # RecBole loads (or saves) a pickled dataset
+        return recbole_create_dataset(config)
+    return with_checked_reading(recbole_dataset_class(config))(config)

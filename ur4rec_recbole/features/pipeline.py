@@ -42,24 +42,24 @@ def _vector_path(config, kind: str) -> Path:
 
 
 def vector_tables(config) -> dict[str, Path]:
-    """The vector tables a model of this package reads, by kind (none for RecBole's models).
+    """The vector tables a run of this package's models reads: ``item_text``, ``user_text`` (+ ``item_image``).
 
-    ``item_know`` and ``user_pref`` (explicit files or the encoded texts of
-    ``text_source``), and ``image`` when ``modalities`` includes it.
+    Empty for models without texts (RecBole's: ``text_source`` is not set).
     """
-    if config["text_source"] is None:  # not one of this package's models: no side features
+    if not config["text_source"]:
         return {}
-    files = {"item_know": Path(config["item_vector_file"] or _vector_path(config, "item_know")),
-             "user_pref": Path(config["user_vector_file"] or _vector_path(config, "user_pref"))}
+    tables = {"item_text": Path(config["item_vector_file"] or _vector_path(config, "item_know")),
+              "user_text": Path(config["user_vector_file"] or _vector_path(config, "user_pref"))}
     if "image" in (config["modalities"] or ()):
-        files["image"] = image_vector_path(config)
-    return files
+        tables["item_image"] = image_vector_path(config)
+    return tables
 
 
 def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None,
-             section: str = "Missing texts"):
-    tokens, vectors, _ = load_vector_table(path)
-    known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"])
+             section: str = "Missing texts", table: tuple | None = None):
+    tokens, vectors, _ = table or load_vector_table(path)
+    known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"],
+                          config["encoding"])
     matrix, mask = align_vectors(path, tokens, vectors, dataset.field2id_token[field], known, what, dim)
     missing = int((~mask[1:]).sum())
     if missing:
@@ -77,20 +77,24 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
     no validation or test item reaches a preference text.
     """
     item_file, user_file = config["item_vector_file"], config["user_vector_file"]
+    # tables from elsewhere are read (and checked) first: a bad one stops the run before anything is written
+    explicit = {kind: load_vector_table(path) for kind, path in (("item", item_file), ("user", user_file)) if path}
     if item_file is None or user_file is None:
         user_texts, item_texts = build_texts(config, dataset, histories)
         # encode only what no explicit vector file replaces
         for texts, kind, given in ((item_texts, "item_know", item_file), (user_texts, "user_pref", user_file)):
             if given is None:
                 encode_records(read_records(texts), _vector_path(config, kind), config["text_encoder"],
-                               config["encoder_batch_size"], config["encoder_device"])
-    item_path, user_path = (vector_tables(config)[kind] for kind in ("item_know", "user_pref"))
-    item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None)
+                               config["encoder_batch_size"], config["encoder_device"], config["show_progress"])
+    tables = vector_tables(config)
+    item_path, user_path = tables["item_text"], tables["user_text"]
+    item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None,
+                                    table=explicit.get("item"))
     user_text, user_mask = _aligned(config, dataset, user_path, dataset.uid_field, ("inter", "user"), "user",
-                                    item_text.shape[1])
+                                    item_text.shape[1], table=explicit.get("user"))
     features = FeatureSet(item_text, item_mask, user_text, user_mask)
     if "image" in config["modalities"]:
-        image_path = image_vector_path(config)
+        image_path = tables["item_image"]
         if config["image_vector_file"] is None and has_image_source(config):
             encode_item_images(config)
         elif not image_path.is_file():

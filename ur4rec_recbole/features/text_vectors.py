@@ -72,6 +72,7 @@ def encode_records(
     encoder: str,
     batch_size: int = 128,
     device: str | None = None,
+    show_progress: bool = True,
 ) -> bool:
     """Write the vectors of ``records`` to ``out_path`` unless an identical file exists.
 
@@ -84,7 +85,7 @@ def encode_records(
         return False
     tokens = sorted(records)
     texts = [records[token].text for token in tokens]
-    vectors = encode_texts(texts, encoder, batch_size, device, progress=True)
+    vectors = encode_texts(texts, encoder, batch_size, device, progress=show_progress)
     sources = sorted({f"{r.backend}/{r.version}" for r in records.values()})
     meta = {"content_hash": key, "encoder": encoder, "texts": sources, "count": len(tokens)}
     save_vector_table(out_path, tokens, vectors, meta)

@@ -19,6 +19,7 @@ sees (``modality.py``); ``text`` is the text model.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, NamedTuple
 
 import torch
@@ -81,6 +82,14 @@ class UR4Rec(SASRec):
         stride = config["train_stride"]
         require(config, "train_stride", stride is None or (isinstance(stride, int) and stride >= 1),
                 "a positive int or None")
+        for key in ("history_window", "profile_top_k", "encoder_batch_size", "image_batch_size"):
+            require_number(config, key, 1, integer=True)
+        require(config, "text_source", isinstance(config["text_source"], str) and config["text_source"].strip(),
+                "a name: template, or the source of generated texts")
+        require(config, "text_field_labels", isinstance(config["text_field_labels"], dict), "a dict, e.g. {class: genres}")
+        for key in ("item_vector_file", "user_vector_file"):  # inputs (image_vector_file may be an output)
+            if config[key] is not None and not Path(str(config[key])).is_file():
+                raise InputError(f"setting {key}={config[key]}: the vector file does not exist; check the path")
         stages = parse_stages(config["stages"], PARAMETER_GROUPS)
         for i, stage in enumerate(stages or []):
             if stage.get("fusion", config["fusion"]) not in FUSIONS:

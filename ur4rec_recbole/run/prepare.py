@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from recbole.utils import init_logger, init_seed
 
@@ -62,6 +62,7 @@ def prepare_run(
     *,
     build_dataset: bool = True,
     before_data: Callable[[Config], None] | None = None,
+    also_known: Collection[str] = (),
 ) -> Prepared:
     """Config (package yaml < dataset yaml < files < dict < overrides), seed, logger, then the dataset.
 
@@ -69,8 +70,9 @@ def prepare_run(
     (tools that need only the configuration, e.g. image encoding).
     ``before_data(config)`` runs once the atomic files exist and before any is
     read (loading a checkpoint checks the dataset's fingerprint there).
+    ``also_known``: settings the Config accepts although ``model`` does not know them.
     """
-    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config)
     logger.info(config)

@@ -90,11 +90,8 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
     model was trained on.
     """
     checkpoint = checkpoint_path(checkpoint)
-    try:
-        state = read_checkpoint(checkpoint, device)
-    except RuntimeError as err:  # not ours, or not a checkpoint at all
-        raise InputError(str(err)) from err
-    saved, fingerprint = state["config"], state.get("fingerprint")
+    state = read_checkpoint(checkpoint, device)  # one InputError for a missing, foreign or old file
+    saved, fingerprint = state["config"], state.get("data")
     settings = {**settings_from(saved), "use_gpu": device != "cpu", "state": "WARNING", "show_progress": False}
     if data_path is not None:
         settings["data_root"] = os.path.abspath(data_path)
