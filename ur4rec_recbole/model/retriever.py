@@ -69,12 +69,15 @@ class PreferenceRetriever(nn.Module):
         return memory, valid, slot_position
 
     def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
-                     positions: torch.Tensor) -> torch.Tensor:
+                     positions: torch.Tensor, return_attention: bool = False):
         """Proxy outputs for each query position.
 
         memory ``[B, M, H]``, valid ``[B, M]``, slot_position ``[M]`` (see
         :meth:`memory`), positions ``[B, T]`` (the last history index each
-        query may see). Returns ``[B, T, K, H]``.
+        query may see). Returns ``[B, T, K, H]``; with ``return_attention``
+        also each proxy's attention over the slots averaged over heads
+        ``[B, T, K, M]`` (a distribution over the slots it may see; what
+        explanations show).
         """
         batch, slots, _ = memory.shape
         causal = slot_position[None, None, :] <= positions[:, :, None]  # [B, T, M]
@@ -85,12 +88,18 @@ class PreferenceRetriever(nn.Module):
         q = self.query(self.proxies).view(-1, self.n_heads, self.head_dim)  # [K, nh, d]
         logits = torch.einsum("knd,bmnd->bnkm", q, k) / math.sqrt(self.head_dim)  # [B, nh, K, M]
         logits = logits[:, None].masked_fill(~mask[:, :, None, None, :], float("-inf"))  # [B, T, nh, K, M]
-        attn = self.dropout(torch.softmax(logits, dim=-1))
+        weights = torch.softmax(logits, dim=-1)
+        attn = self.dropout(weights)
         context = torch.einsum("btnkm,bmnd->btknd", attn, v).flatten(-2)  # [B, T, K, H]
         states = self.norm1(self.proxies + self.dropout(self.out(context)))  # [B, T, K, H]
-        return self.norm2(states + self.dropout(self.ffn(states)))
+        states = self.norm2(states + self.dropout(self.ffn(states)))
+        return (states, weights.mean(dim=2)) if return_attention else states
+
+    @staticmethod
+    def proxy_similarities(proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``cos(proxy_k, item)`` for every proxy: ``[P, K, H] x [N, H] -> [P, K, N]``."""
+        return torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), F.normalize(items, dim=-1))
 
     def score(self, proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``max_k cos(proxy_k, item) / temperature``: ``[P, K, H] x [N, H] -> [P, N]``."""
-        sims = torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), F.normalize(items, dim=-1))
-        return sims.amax(dim=1) / self.temperature
+        return self.proxy_similarities(proxies, items).amax(dim=1) / self.temperature

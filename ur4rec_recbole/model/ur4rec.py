@@ -20,7 +20,7 @@ sees (``modality.py``); ``text`` is the text model.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,26 @@ from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, training_ite
 from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
+
+
+class ScoreParts(NamedTuple):
+    """Scores of the catalogue ``[B, N]``: the ranking score and the two parts the fusion made it from."""
+
+    score: torch.Tensor  # [B, N] what items are ranked by
+    sequence: torch.Tensor | None  # [B, N] the sequence scorer's part (None when not asked for)
+    retriever: torch.Tensor | None  # [B, N] the retriever's part (0 when the fusion does not use it)
+
+
+class RetrieverReasons(NamedTuple):
+    """What :meth:`UR4Rec.explain` returns (``M`` memory slots, ``K`` proxies, ``k`` items)."""
+
+    attention: torch.Tensor  # [B, K, M] each proxy's attention over the slots, heads averaged; rows sum to 1
+    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (its matched proxy's)
+    valid: torch.Tensor  # [B, M] slots in the memory (masked ones have attention 0)
+    slot_position: torch.Tensor  # [M] history position of each slot, -1 for the preference slot
+    slot_kinds: list[str]  # [M] "preference", "text" or "image"
+    proxy: torch.Tensor  # [B, k] the proxy whose match is each item's retriever score
+    proxy_scores: torch.Tensor  # [B, K, k] every proxy's retriever score of each item
 
 
 class UR4Rec(SASRec):
@@ -192,6 +212,32 @@ class UR4Rec(SASRec):
             single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
         return ItemViews(text, text_mask, image, image_mask, single)
 
+    def memory_of(self, user_text: torch.Tensor, user_valid: torch.Tensor, item_seq: torch.Tensor,
+                  item_seq_len: torch.Tensor, views: ItemViews, removed: torch.Tensor | None = None):
+        """The retriever's memory for users given by their preference vectors.
+
+        user_text ``[B, D]``, user_valid ``[B]`` (False masks the preference
+        slot), item_seq ``[B, L]``: rows of ``views`` (item ids when the views
+        cover the catalogue); ``removed`` ``[B, L]`` (optional) takes those
+        history items out of the memory. Returns memory ``[B, M, H]``, valid
+        ``[B, M]``, slot_position ``[M]`` (``PreferenceRetriever.memory``) and
+        each slot's kind (``preference``, ``text``, ``image``).
+        """
+        in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
+        if removed is not None:
+            in_history = in_history & ~removed
+        if views.single is not None:
+            blocks = [(views.single[item_seq], in_history)]
+            kinds = ["text" if views.text is not None else "image"]
+        else:  # text slots, then image slots; items without an image are masked out of the memory
+            has_image = in_history & views.image_mask[item_seq]  # [B, L]
+            blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
+            kinds = ["text", "image"]
+        user_vec = self.retriever.user_adapter(user_text)  # [B, H]
+        memory = self.retriever.memory(user_vec, user_valid, blocks)
+        slot_kinds = ["preference"] + [kind for kind in kinds for _ in range(item_seq.shape[1])]
+        return memory, slot_kinds
+
     def _proxies(self, interaction, item_seq, item_seq_len, positions, items: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, ItemViews, torch.Tensor | None]:
         """Proxy states ``[B, T, K, H]`` at ``positions``, the item views, and the rows of ``items`` in them.
@@ -206,16 +252,17 @@ class UR4Rec(SASRec):
             seq_rows, item_rows = inverse[: item_seq.numel()].view_as(item_seq), inverse[item_seq.numel():]
         else:  # (the image losses index the views by item id)
             views, seq_rows, item_rows = self.item_views(), item_seq, items
-        in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
-        if views.single is not None:
-            blocks = [(views.single[seq_rows], in_history)]
-        else:  # text slots, then image slots; items without an image are masked out of the memory
-            has_image = in_history & views.image_mask[seq_rows]  # [B, L]
-            blocks = [(views.text[seq_rows], in_history), (views.image[seq_rows], has_image)]
         user = interaction[self.USER_ID]  # [B]
-        user_vec = self.retriever.user_adapter(self.user_text[user])  # [B, H]
-        memory = self.retriever.memory(user_vec, self.user_text_mask[user], blocks)
+        memory, _ = self.memory_of(self.user_text[user], self.user_text_mask[user], seq_rows, item_seq_len, views)
         return self.retriever.proxy_states(*memory, positions), views, item_rows
+
+    def retriever_proxy_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
+        """Each proxy's retriever score of every item ``[P, K, N]``; the score is the max over proxies."""
+        if views.single is not None:
+            sims = self.retriever.proxy_similarities(proxies, views.single)
+        else:
+            sims = self.image_modules["fusion"].proxy_scores(proxies, views.text, views.image, views.image_mask)
+        return sims / self.retriever.temperature
 
     def retriever_scores(self, proxies: torch.Tensor, views: ItemViews, rows: torch.Tensor | None = None
                          ) -> torch.Tensor:
@@ -227,15 +274,61 @@ class UR4Rec(SASRec):
                                                    pick(views.image_mask))
         return fused / self.retriever.temperature
 
-    def full_sort_predict(self, interaction) -> torch.Tensor:
-        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+    # -- serving --------------------------------------------------------------
+    def score_parts(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
+                    user_valid: torch.Tensor, views: ItemViews | None = None,
+                    removed: torch.Tensor | None = None, parts: bool = True) -> ScoreParts:
+        """Scores of the whole catalogue after each history, with each scorer's part.
+
+        Users are given by their preference vectors ``user_text`` ``[B, D]``
+        (``user_valid`` ``[B]`` False masks the slot), so a user the model never
+        saw is scored from a vector computed at request time. ``views`` may
+        be cached by the caller (they depend on the weights only);
+        ``removed`` takes history items out of the retriever's memory;
+        ``parts=False`` returns the ranking score alone (evaluation).
+        """
         state = self.gather_indexes(self.sequence_states(item_seq), item_seq_len - 1)  # [B, H]
         seq_scores = state @ self.item_embedding.weight.T  # [B, N]
-        ret_scores = None
+        ret_scores = proxies = None
         if self.fusion.uses_retriever:
-            proxies, views, _ = self._proxies(interaction, item_seq, item_seq_len, (item_seq_len - 1)[:, None])
-            ret_scores = self.retriever_scores(proxies[:, 0], views)  # [B, N]
-        return self.fusion.rank_scores(seq_scores, ret_scores, state)
+            views = self.item_views() if views is None else views
+            memory, _ = self.memory_of(user_text, user_valid, item_seq, item_seq_len, views, removed)
+            proxies = self.retriever.proxy_states(*memory, (item_seq_len - 1)[:, None])[:, 0]  # [B, K, H]
+            ret_scores = self.retriever_scores(proxies, views)  # [B, N]
+        score = self.fusion.rank_scores(seq_scores, ret_scores, state)
+        if not parts:
+            return ScoreParts(score, None, None)
+        return ScoreParts(score, *self.fusion.parts(seq_scores, ret_scores, state))
+
+    def explain(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
+                user_valid: torch.Tensor, items: torch.Tensor, views: ItemViews | None = None,
+                removed: torch.Tensor | None = None) -> RetrieverReasons:
+        """What the retriever read to score ``items`` ``[B, k]`` after each history (the model in eval mode).
+
+        Each proxy's attention over the memory slots at the last position,
+        averaged over heads (a probability distribution over the slots it
+        sees), and for each item the proxy whose match gives its retriever
+        score (the max over ``proxy_scores``) with that proxy's attention
+        (``item_attention``, what explanations name; a retriever that pooled
+        proxies smoothly would mix their attention here). Explanations are
+        built from this alone, so they follow the retriever. ``removed``
+        ``[B, L]`` takes history items out of the memory first (slot effects).
+        """
+        views = self.item_views() if views is None else views
+        memory, kinds = self.memory_of(user_text, user_valid, item_seq, item_seq_len, views, removed)
+        proxies, attention = self.retriever.proxy_states(*memory, (item_seq_len - 1)[:, None], return_attention=True)
+        wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
+        per_proxy = self.retriever_proxy_scores(proxies[:, 0], views.take(wanted))  # [B, K, U]
+        per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
+        attention, proxy = attention[:, 0], per_proxy.argmax(dim=1)  # [B, K, M], [B, k]
+        item_attention = attention.gather(1, proxy[:, :, None].expand(-1, -1, attention.shape[-1]))  # [B, k, M]
+        return RetrieverReasons(attention, item_attention, memory[1], memory[2], kinds, proxy, per_proxy)
+
+    def full_sort_predict(self, interaction) -> torch.Tensor:
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        user = interaction[self.USER_ID]  # [B]
+        return self.score_parts(item_seq, item_seq_len, self.user_text[user], self.user_text_mask[user],
+                                parts=False).score
 
     def predict(self, interaction) -> torch.Tensor:
         # rank-based fusions need the whole catalogue, so score it and pick the asked items

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import torch
 from recbole.utils import init_logger, init_seed
@@ -83,6 +83,7 @@ def prepare_run(
     cmd_overrides: Mapping[str, str] | None = None,
     *,
     build_dataset: bool = True,
+    before_data: Callable[[Config], None] | None = None,
     also_known: Collection[str] = (),
 ) -> Prepared:
     """Config (package yaml < the dataset's own yaml < files < dict < overrides), seed, logger, then the dataset.
@@ -92,6 +93,8 @@ def prepare_run(
 
     ``build_dataset=False`` stops after making sure the atomic files exist
     (tools that need only the configuration, e.g. image encoding).
+    ``before_data(config)`` runs once the atomic files exist and before any is
+    read (loading a checkpoint checks the dataset's fingerprint there).
     ``also_known``: settings the Config accepts although ``model`` does not know them.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
@@ -103,6 +106,8 @@ def prepare_run(
     for note in config.dataset_notes:  # dataset settings filled in from the atomic files
         logger.info(note)
     ensure_atomic_files(config)
+    if before_data is not None:
+        before_data(config)
     if not build_dataset:
         return Prepared(config)
     data = create_dataset(config)
