@@ -9,11 +9,10 @@ overwritten and refuse other data, and read-only data folders.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -342,34 +341,54 @@ def test_testing_a_checkpoint_on_other_data_is_refused(trained, tmp_path):
 
 # -- read-only data ----------------------------------------------------------------------------------
 
-NOBODY = 65534
+_CAP_VERSION_3 = 0x20080522
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _capabilities(new_effective: int | None = None) -> int:
+    """Read (and optionally set) this thread's effective capability bits 0-31 via capget/capset."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    old = data[0].effective
+    if new_effective is not None:
+        data[0].effective = new_effective
+        if libc.capset(ctypes.byref(header), data) != 0:
+            raise OSError(ctypes.get_errno(), "capset failed")
+    return old
 
 
 @contextmanager
 def unprivileged():
-    """Run as a user without write permission on the read-only folder (root writes anywhere)."""
+    """Let file permissions bind: root keeps its identity (so it can still read an installation under
+    /root, as on CI) but loses the capabilities that override read/write permission bits."""
     if os.geteuid() != 0:
         yield
         return
-    os.seteuid(NOBODY)
+    old = _capabilities()
+    _capabilities(old & ~((1 << _CAP_DAC_OVERRIDE) | (1 << _CAP_DAC_READ_SEARCH)))
     try:
         yield
     finally:
-        os.seteuid(0)
+        _capabilities(old)
 
 
-def test_read_only_data_is_read_and_a_needed_write_says_where(capsys, monkeypatch):
-    base = Path(tempfile.mkdtemp(prefix="ur4rec-readonly-"))  # outside pytest's private folder: others may read it
-    work = base / "work"
+def test_read_only_data_is_read_and_a_needed_write_says_where(tmp_path, capsys, monkeypatch):
+    work = tmp_path / "work"
     work.mkdir()
-    os.chmod(base, 0o755)
-    os.chmod(work, 0o777)  # the command's own outputs (RecBole's log/) go here
-    monkeypatch.chdir(work)
-    root = write_tiny_dataset(base / "data")
-    overrides = tiny_overrides(root, base)
+    monkeypatch.chdir(work)  # the command's own outputs (RecBole's log/) go here
+    root = write_tiny_dataset(tmp_path / "data")
+    overrides = tiny_overrides(root, tmp_path)
     build_data(overrides)  # texts and vectors built once
-    for path in work.rglob("*"):  # RecBole's log/ folder, made by this (privileged) run
-        os.chmod(path, 0o777 if path.is_dir() else 0o666)
     folder = root / "tiny"
     before = snapshot(folder)
     for path in [folder, *folder.iterdir()]:
@@ -385,7 +404,6 @@ def test_read_only_data_is_read_and_a_needed_write_says_where(capsys, monkeypatc
         assert snapshot(folder) == before
     finally:
         os.chmod(folder, 0o755)
-        shutil.rmtree(base)
 
 
 def test_explicit_vectors_are_checked_before_texts_are_written(tmp_path, capsys):
