@@ -91,6 +91,14 @@ def tiny_overrides(root: Path, tmp: Path, name: str = "tiny", **extra) -> dict:
     return settings
 
 
+BACKBONE_SETTINGS = ("hidden_size", "inner_size", "n_layers")  # in tiny_overrides: SASRec's and UR4Rec's only
+
+
+def without_backbone_settings(overrides: dict) -> dict:
+    """``overrides`` for a model without a transformer (Pop, the baselines): unknown settings are refused."""
+    return {k: v for k, v in overrides.items() if k not in BACKBONE_SETTINGS}
+
+
 def fails_clearly(capsys, call, match: str, code: int = 2) -> str:
     """Run a command's ``call()``: it must exit with ``code`` and one stderr line matching ``match``."""
     import re

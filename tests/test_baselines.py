@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import build_data, raw_sequences
+from conftest import build_data, raw_sequences, without_backbone_settings
 
 import run_ur4rec
 from ur4rec_recbole.features.table import load_vector_table
@@ -52,7 +52,7 @@ def direct_scores(root: Path, model: str, window: int = 3, weight: float = 0.5, 
 @pytest.mark.parametrize("model", BASELINES)
 @pytest.mark.parametrize("exclude", [None, True])
 def test_scores_equal_a_direct_count_and_similarity(tiny, model, exclude):
-    root, overrides = tiny
+    root, overrides = tiny[0], without_backbone_settings(tiny[1])
     extra = {} if exclude is None else {"exclude_history": str(exclude)}
     config, dataset, train, _, test = build_data({**overrides, **extra}, model=model)
     net = get_model(model)(config, train._dataset)
@@ -72,7 +72,7 @@ def test_scores_equal_a_direct_count_and_similarity(tiny, model, exclude):
 
 
 def test_text_window_and_weight_are_read(tiny):
-    root, overrides = tiny
+    root, overrides = tiny[0], without_backbone_settings(tiny[1])
     config, dataset, train, _, test = build_data({**overrides, "text_window": 1, "text_weight": 2.0},
                                                  model="TransitionsTextKNN")
     net = get_model("TransitionsTextKNN")(config, train._dataset)
@@ -93,14 +93,14 @@ def test_text_window_and_weight_are_read(tiny):
 def test_bad_settings_are_rejected_before_loading(tiny, bad, message):
     from ur4rec_recbole.config import Config
 
-    _, overrides = tiny
+    _, overrides = tiny[0], without_backbone_settings(tiny[1])
     with pytest.raises(ValueError, match=message):
         Config("TransitionsTextKNN", "tiny", cmd_overrides={**overrides, **{k: str(v) for k, v in bad.items()}})
 
 
 @pytest.mark.parametrize("model", BASELINES)
 def test_one_epoch_without_training_batches_and_a_safe_checkpoint(tiny, model):
-    _, overrides = tiny
+    _, overrides = tiny[0], without_backbone_settings(tiny[1])
     overrides = {**overrides, "epochs": 20, "metric_decimal_place": 8}
     results = run(model, "tiny", cmd_overrides=overrides)
     assert results["epochs_run"] == 1 and results["epoch_history"][0]["train_loss"] == 0.0
@@ -117,7 +117,7 @@ def test_one_epoch_without_training_batches_and_a_safe_checkpoint(tiny, model):
 
 
 def test_compare_accepts_the_baselines(tiny, tmp_path):
-    _, overrides = tiny
+    _, overrides = tiny[0], without_backbone_settings(tiny[1])
     out = tmp_path / "bench"
     bench = run_ur4rec.main(["--dataset", "tiny", "--compare", ",".join(BASELINES), "--output", str(out),
                              *[f"--{k}={v}" for k, v in overrides.items()]])

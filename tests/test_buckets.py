@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_data, raw_sequences, tiny_overrides, write_tiny_dataset
+from conftest import build_data, raw_sequences, tiny_overrides, write_tiny_dataset, without_backbone_settings
 
 from ur4rec_recbole.features.table import save_vector_table
 from ur4rec_recbole.run.single import run
@@ -47,8 +47,9 @@ def test_bucket_report_equals_a_direct_computation(tmp_path):
     items = sorted({i for seq in raw.values() for i in seq}, key=lambda t: int(t[1:]))
     item_vectors = random_vectors(tmp_path / "items.npz", [f"i{i}" for i in range(1, 41)], 0)
     random_vectors(tmp_path / "users.npz", sorted(raw), 1)
-    overrides = tiny_overrides(root, tmp_path, item_vector_file=tmp_path / "items.npz",
-                               user_vector_file=tmp_path / "users.npz", metric_decimal_place=8)
+    overrides = without_backbone_settings(tiny_overrides(root, tmp_path, item_vector_file=tmp_path / "items.npz",
+                                                         user_vector_file=tmp_path / "users.npz",
+                                                         metric_decimal_place=8))
     results = run("TextKNN", "tiny", cmd_overrides=overrides, per_user=True)
 
     # by hand: training counts from the raw file (all but each user's last two items)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import build_data, fails_clearly
+from conftest import build_data, fails_clearly, without_backbone_settings
 
 import run_ur4rec
 from ur4rec_recbole.data.split import choose_cold_items
@@ -77,6 +77,7 @@ def test_ur4rec_windows_and_baseline_counts_hold_no_cold_item(tiny):
     _, overrides = tiny
     _, dataset, train, _, _ = build_data({**overrides, "cold_items": 0.25})
     cold = torch.as_tensor(dataset.cold_items)
+    overrides = without_backbone_settings(overrides)  # Transitions below
     windows = train._dataset.inter_feat
     assert not torch.isin(windows["item_id_list"], cold).any() and not torch.isin(windows["item_id"], cold).any()
     config, _, train, _, _ = build_data({**overrides, "cold_items": 0.25}, model="Transitions")
@@ -87,7 +88,7 @@ def test_ur4rec_windows_and_baseline_counts_hold_no_cold_item(tiny):
 
 
 def test_same_cold_set_for_every_seed_and_model(tiny):
-    _, overrides = tiny
+    overrides = without_backbone_settings(tiny[1])  # the same for SASRec and Transitions
     sets = [tuple(build_data({**overrides, "cold_items": 0.2, "seed": seed}, model=model)[1].cold_items)
             for model in ("SASRec", "Transitions") for seed in (2020, 2021)]
     assert len(set(sets)) == 1 and len(sets[0]) == 8
@@ -110,7 +111,7 @@ def test_without_cold_items_the_rows_are_recboles(tiny):
 
 
 def test_cold_targets_are_reported_as_their_own_group(tiny):
-    _, overrides = tiny
+    overrides = without_backbone_settings(tiny[1])
     results = run("TextKNN", "tiny", cmd_overrides={**overrides, "cold_items": 0.25}, per_user=True)
     buckets, per_user = results["test_buckets"], results["per_user_test"]
     assert list(buckets) == ["0", "1-4", "5-19", ">=20", "cold"]
@@ -132,7 +133,7 @@ def test_bad_fraction_is_refused(tiny, capsys, value, message):
 
 
 def test_models_without_sequences_are_refused_in_one_line(tiny, capsys):
-    _, overrides = tiny
+    overrides = without_backbone_settings(tiny[1])
     fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--model", "Pop", "--cold_items=0.2",
                                                    *[f"--{k}={v}" for k, v in overrides.items()]]),
                   r"setting cold_items=0.2: Pop is not a sequential model, which cannot leave the cold items out")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import build_data, fails_clearly
+from conftest import build_data, fails_clearly, without_backbone_settings
 from scipy import stats
 
 import run_ur4rec
@@ -138,14 +138,15 @@ def test_rerun_skips_finished_runs(compared):
 def test_failing_model_is_reported_and_the_others_finish(tiny, tmp_path):
     _, overrides = tiny
     out = tmp_path / "bench"
-    argv = ["--dataset", "tiny", "--compare", "UR4Rec,UR4Rec[fusion=bogus]", "--output", str(out), *cli(overrides)]
+    bad = "UR4Rec[item_text_fields=['title','plot']]"  # settings are valid; the data lack the column (found in the run)
+    argv = ["--dataset", "tiny", "--compare", f"UR4Rec,{bad}", "--output", str(out), *cli(overrides)]
     bench = run_ur4rec.main(argv)
     ok, failed = bench["models"]
     assert ok["n_ok"] == 1 and failed["n_ok"] == 0 and failed["n_failed"] == 1
-    assert "setting fusion='bogus': expected one of" in failed["runs"][0]["error"]
+    assert "item_text_fields names 'plot'" in failed["runs"][0]["error"]
     table = (out / "benchmark.md").read_text()
-    assert "| `UR4Rec[fusion=bogus]` | 0/1 | failed |" in table and "setting fusion='bogus': expected one of" in table
-    record = json.loads((out / "runs" / f"{run_stem('UR4Rec[fusion=bogus]', 2020)}.json").read_text())
+    assert f"| `{bad}` | 0/1 | failed |" in table and "item_text_fields names 'plot'" in table
+    record = json.loads((out / "runs" / f"{run_stem(bad, 2020)}.json").read_text())
     assert record["status"] == "failed" and "Traceback" in record["traceback"]
     # a rerun keeps the finished run and tries the failed one again
     ok_file = out / "runs" / f"{run_stem('UR4Rec', 2020)}.json"
@@ -176,7 +177,8 @@ def test_per_user_ndcg_matches_recbole_in_sampled_evaluation(tiny, model):
 
     _, overrides = tiny
     mode = "{'split': {'LS': 'valid_and_test'}, 'order': 'TO', 'mode': 'uni100'}"
-    results = run(model, "tiny", cmd_overrides={**overrides, "eval_args": mode, "metric_decimal_place": 8},
+    settings = without_backbone_settings(overrides) if model == "Pop" else overrides
+    results = run(model, "tiny", cmd_overrides={**settings, "eval_args": mode, "metric_decimal_place": 8},
                   per_user=True)
     per_user = results["per_user_test"]
     assert len(set(per_user["user_id"])) == len(per_user["user_id"]) == 24
@@ -195,6 +197,6 @@ def test_topk_from_a_config_file_is_kept(tiny, tmp_path):
     settings = tmp_path / "settings.yaml"
     settings.write_text("topk: [5, 10]\n")
     bench = run_ur4rec.main(["--dataset", "tiny", "--compare", "Pop", "--output", str(tmp_path / "bench"),
-                             "--config_files", str(settings), *cli(overrides)])
+                             "--config_files", str(settings), *cli(without_backbone_settings(overrides))])
     assert set(bench["models"][0]["runs"][0]["test_result"]) == {f"{m}@{k}" for m in ("recall", "mrr", "ndcg", "hit")
                                                                  for k in (5, 10)}

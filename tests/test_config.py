@@ -53,5 +53,5 @@ def test_unknown_dataset_folder_is_a_clear_error(tmp_path):
 
 
 def test_unknown_model_is_a_clear_error():
-    with pytest.raises(ValueError, match="model .NoSuchModel. is neither in ur4rec_recbole.model .UR4Rec."):
+    with pytest.raises(ValueError, match="unknown model 'NoSuchModel': --model takes UR4Rec, .* or a RecBole model"):
         Config("NoSuchModel", "ml-100k")

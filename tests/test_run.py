@@ -66,7 +66,7 @@ def test_foreign_checkpoint_is_refused(tiny, tmp_path):
     trainer = UR4RecTrainer(config, get_model("UR4Rec")(config, train._dataset))
     evil = tmp_path / "evil.pth"
     evil.write_bytes(pickle.dumps({"state_dict": object()}))
-    with pytest.raises(RuntimeError, match="cannot be loaded with torch.load\\(weights_only=True\\)"):
+    with pytest.raises(ValueError, match="cannot be loaded with torch.load\\(weights_only=True\\)"):
         trainer.evaluate(test, model_file=str(evil))
 
 

@@ -5,6 +5,7 @@
     python -m ur4rec_recbole generate --dataset ml-100k --backend openai --llm-model gpt-4o-mini
     python -m ur4rec_recbole encode --dataset mydata --images --image-pretrained none
     python -m ur4rec_recbole convert movielens ml-1m.zip --name ml-1m --out dataset
+    python -m ur4rec_recbole recommend --checkpoint saved/UR4Rec-....pth --user 196 --k 10 --explain
 
 Each command's flags: ``python -m ur4rec_recbole COMMAND --help``.
 """
@@ -19,6 +20,7 @@ COMMANDS = {  # command -> module whose main(argv) runs it
     "generate": "ur4rec_recbole.cli.generate",
     "encode": "ur4rec_recbole.cli.encode",
     "convert": "ur4rec_recbole.cli.convert",
+    "recommend": "ur4rec_recbole.cli.recommend",
 }
 
 

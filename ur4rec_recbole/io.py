@@ -20,44 +20,69 @@ from typing import Any
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, fix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
 
     The folder is created when missing. A folder that cannot be written
-    raises :class:`PermissionError` naming ``path`` (read-only datasets).
+    raises :class:`PermissionError` naming ``path`` and ``fix`` (what to do
+    instead; by default, make the folder writable).
     """
     path = Path(path)
+    fix = fix or f"make {path.parent} writable"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except PermissionError as err:
-        raise PermissionError(f"cannot create the folder {path.parent} for {path.name}: permission denied") from err
+        raise PermissionError(f"cannot create the folder {path.parent} for {path.name}: permission denied; "
+                              f"{fix}") from err
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
     except PermissionError as err:
         tmp.unlink(missing_ok=True)
-        raise PermissionError(f"cannot write {path}: permission denied") from err
+        raise PermissionError(f"cannot write {path}: permission denied; {fix}") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def data_folder_fix(folder: str | os.PathLike) -> str:
+    """What to do when the dataset folder (texts, vectors next to the atomic files) cannot be written."""
+    folder = Path(folder)
+    return (f"the dataset folder {folder} is read-only: copy it to a writable place and pass "
+            f"--data_path=<the folder that holds the copy of {folder.name}/>")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, fix: str | None = None) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fix) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
+def write_text(path: str | os.PathLike, text: str, fix: str | None = None) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_bytes(path, text.encode("utf-8"), fix)
 
 
-def write_json(path: str | os.PathLike, payload: Any) -> None:
+def write_if_changed(path: str | os.PathLike, data: bytes, fix: str | None = None) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file already holds exactly these bytes.
+
+    Returns whether it wrote. Up-to-date files are only read, so a read-only
+    folder works as long as nothing in it has to change.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_bytes(path, data, fix)
+    return True
+
+
+def write_json(path: str | os.PathLike, payload: Any, fix: str | None = None) -> None:
     """Write ``payload`` as indented JSON to ``path`` atomically."""
-    write_text(path, json.dumps(payload, indent=2, sort_keys=False))
+    write_text(path, json.dumps(payload, indent=2, sort_keys=False), fix)
 
 
 def plain_value(value: Any) -> Any:

@@ -13,14 +13,20 @@ module only when one is asked for.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.util
+from pathlib import Path
 
-from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
+
+from ur4rec_recbole.errors import InputError
 
 MODEL_MODULE = "ur4rec_recbole.model"
 DATASET_MODULE = "ur4rec_recbole.data"
 TRAINER_MODULE = "ur4rec_recbole.training"
+RECBOLE_MODEL_GROUPS = ("general_recommender", "context_aware_recommender", "sequential_recommender",
+                        "knowledge_aware_recommender", "exlib_recommender")  # as recbole.utils.get_model
 
 
 def our_models() -> list[str]:
@@ -28,18 +34,52 @@ def our_models() -> list[str]:
     return list(importlib.import_module(MODEL_MODULE).__all__)
 
 
+def recbole_model_modules() -> dict[str, str]:
+    """RecBole's model modules by file name (``sasrec`` -> ``recbole.model.sequential_recommender.sasrec``).
+
+    Listed from the files, not imported: importing ``exlib_recommender`` needs
+    lightgbm and xgboost, which only those two models use.
+    """
+    root = Path(importlib.util.find_spec("recbole.model").origin).parent
+    return {path.stem: f"recbole.model.{group}.{path.stem}"
+            for group in RECBOLE_MODEL_GROUPS for path in sorted((root / group).glob("*.py"))
+            if path.stem != "__init__"}
+
+
+def _class_named(module_name: str, lowered: str) -> str:
+    """The model class of a RecBole module (the class whose lower-case name is the file name)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return lowered
+    return next((name for name in dir(module) if name.lower() == lowered), lowered)
+
+
 def get_model(model_name: str) -> type:
-    """Return the model class called ``model_name``, ours first, then RecBole's."""
+    """Return the model class called ``model_name``, ours first, then RecBole's.
+
+    An unknown name is one :class:`InputError` with the closest model name.
+    """
     module = importlib.import_module(MODEL_MODULE)
     if model_name in module.__all__:
         return getattr(module, model_name)
+    modules = recbole_model_modules()
+    path = modules.get(model_name.lower())
+    if path is None or model_name.lower() in (name.lower() for name in module.__all__):
+        ours = {name.lower(): name for name in module.__all__}
+        near = difflib.get_close_matches(model_name.lower(), [*ours, *modules], n=1, cutoff=0.6)
+        proper = (ours.get(near[0]) or _class_named(modules[near[0]], near[0])) if near else None
+        hint = f"did you mean {proper}? " if proper else ""
+        raise InputError(f"unknown model {model_name!r}: {hint}--model takes {', '.join(module.__all__)} "
+                         f"or a RecBole model name (e.g. SASRec, GRU4Rec, BERT4Rec), spelt as RecBole spells it")
     try:
-        return recbole_get_model(model_name)
-    except (ValueError, ImportError) as err:  # RecBole's search can trip over optional packages
-        raise ValueError(
-            f"model {model_name!r} is neither in {MODEL_MODULE} ({', '.join(module.__all__)}) "
-            f"nor a RecBole model that can be imported here ({type(err).__name__}: {err})"
-        ) from err
+        found = importlib.import_module(path)
+    except ImportError as err:
+        raise InputError(f"model {model_name!r} needs the package {err.name}: pip install {err.name}") from err
+    if not hasattr(found, model_name):
+        raise InputError(f"unknown model {model_name!r}: did you mean {_class_named(path, model_name.lower())}? "
+                         f"(model names are case-sensitive)")
+    return getattr(found, model_name)
 
 
 def _ours(module_name: str, model_class: type, suffix: str):

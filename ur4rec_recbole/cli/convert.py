@@ -9,7 +9,7 @@
 
 Writes ``DIR/NAME/NAME.{inter,item[,user]}`` and ``NAME.yaml`` (load_col, text
 and profile fields, image field), all or nothing. Then:
-``python run_ur4rec.py --dataset NAME --data_path=DIR --config_files DIR/NAME/NAME.yaml``.
+``python run_ur4rec.py --dataset NAME --data_path=DIR`` (every command reads ``NAME.yaml`` from there).
 Nothing is downloaded: fetch the raw files first (README, "Converting public datasets").
 A bad line stops the conversion with ``file:line`` and the reason (exit status 2)
 unless ``--skip-bad-lines``.
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> Report:
     else:
         print(f"{args.format} -> {report.folder}/")
         print("\n".join("  " + line for line in report.describe()))
-        print(f"run:   python run_ur4rec.py --dataset {args.name} --data_path={args.out} "
-              f"--config_files {report.folder / (args.name + '.yaml')}")
+        print(f"run:   python run_ur4rec.py --dataset {args.name} --data_path={args.out}  "
+              f"(reads {report.folder / (args.name + '.yaml')})")
     return report
 
 

@@ -9,7 +9,13 @@ parsed values instead of parsing them again.
 
 from __future__ import annotations
 
-from typing import Any
+import codecs
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Collection
+
+import yaml
 
 from ur4rec_recbole.errors import InputError
 
@@ -55,8 +61,55 @@ def require_number(config, key: str, low: float | None = None, high: float | Non
 
 
 def require_choice(config, key: str, choices) -> None:
-    """``config[key]`` is one of ``choices``."""
-    require(config, key, config[key] in choices, f"one of {sorted(choices)}")
+    """``config[key]`` is one of ``choices`` (a near miss is named)."""
+    near = suggest(str(config[key]), [str(c) for c in choices]) if config[key] not in choices else None
+    require(config, key, config[key] in choices, f"one of {sorted(choices)}" + (f"; did you mean {near!r}?" if near else ""))
+
+
+def read_settings_file(path: str | os.PathLike, loader) -> dict:
+    """One ``--config_files`` yaml file as a dict; a missing file, bad YAML or a non-mapping is one error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file {path} (--config_files) does not exist: check the path")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        loaded = yaml.load(text, Loader=loader)
+    except UnicodeDecodeError as err:
+        raise InputError(f"config file {path}: byte {err.start} is not UTF-8; save it as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise InputError(f"{where}: {problem} (YAML); write one `key: value` per line, lists as [a, b]") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise InputError(f"config file {path}: expected `key: value` lines, got a YAML {type(loaded).__name__}")
+    return loaded
+
+
+def line_of_key(path: str | os.PathLike, key: str) -> int | None:
+    """The line of ``path`` where the top-level ``key:`` is set (for error messages)."""
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), start=1):
+        if line.split(":", 1)[0].strip() == key and not line[:1].isspace():
+            return number
+    return None
+
+
+def suggest(name: str, known: Collection[str]) -> str | None:
+    """The known name closest to ``name`` (case-insensitive), or None."""
+    lowered = {k.lower(): k for k in known}
+    near = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.75)
+    return lowered[near[0]] if near else None
+
+
+def parse_encoding(value: Any) -> str:
+    """The codec of the atomic files; UTF-8 becomes ``utf-8-sig`` so that a byte-order mark is skipped."""
+    try:
+        name = codecs.lookup(str(value or "utf-8")).name
+    except LookupError:
+        raise InputError(f"setting encoding={value!r}: unknown encoding; e.g. utf-8, latin-1, cp1252") from None
+    return "utf-8-sig" if name in ("utf-8", "utf-8-sig") else name
 
 
 def check_cold_items(config) -> None:
@@ -66,3 +119,19 @@ def check_cold_items(config) -> None:
     require_number(config, "cold_items", 0, 1)
     require(config, "cold_items", config["cold_items"] < 1, "a fraction of the items in [0, 1), e.g. 0.2")
     require_number(config, "cold_items_seed", integer=True)
+    if config["cold_items"] and config["benchmark_filename"]:
+        raise InputError(f"setting cold_items={config['cold_items']} needs RecBole's split, but "
+                         f"benchmark_filename={config['benchmark_filename']} gives the parts: leave the cold items "
+                         "out of your .train file yourself, or set cold_items: 0")
+
+
+ENCODER_PRECISIONS = ("auto", "fp32", "bf16")  # of the sentence encoder (features/text_vectors.py)
+
+
+def check_encoder_settings(config) -> None:
+    """The sentence encoder's settings (``texts.yaml``)."""
+    require_choice(config, "encoder_precision", ENCODER_PRECISIONS)
+    require_number(config, "encoder_batch_size", 1, integer=True)
+    require_number(config, "encoder_batch_tokens", 1, integer=True)
+    if config["encoder_max_length"] is not None:
+        require_number(config, "encoder_max_length", 1, integer=True)

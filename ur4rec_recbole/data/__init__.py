@@ -2,9 +2,12 @@
 
 The look-up tries the model's class, then its base classes; a RecBole model
 gets :func:`recbole_dataset` (``SplitDataset`` for its sequential models).
+Every one of them reads its atomic files through ``CheckedAtomicFiles``.
 """
 
+from ur4rec_recbole.data.atomic import CheckedAtomicFiles, with_checked_reading
 from ur4rec_recbole.data.dataset import TextKNNDataset, UR4RecDataset
 from ur4rec_recbole.data.split import SplitDataset, recbole_dataset
 
-__all__ = ["SplitDataset", "TextKNNDataset", "UR4RecDataset", "recbole_dataset"]
+__all__ = ["CheckedAtomicFiles", "SplitDataset", "TextKNNDataset", "UR4RecDataset", "recbole_dataset",
+           "with_checked_reading"]

@@ -15,21 +15,57 @@ RecBole's split and its validation/test rows are kept exactly
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
+from ur4rec_recbole.atomic_format import read_header
+from ur4rec_recbole.config.settings import suggest
 from ur4rec_recbole.data.split import SplitDataset
+from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.features import FeatureSet, prepare_features
+from ur4rec_recbole.texts.build import template_fields
 
 TRAIN_FROM = "train_from"  # first position of a training window that carries a loss
 HISTORY_START = "history_start"  # index in the user's training portion of a training row's first history item
+
+
+def check_text_inputs(config) -> None:
+    """Before any atomic file is read: the template texts' columns exist in ``.item`` and are loaded."""
+    if config["text_source"] != "template" or (config["item_vector_file"] and config["user_vector_file"]):
+        return
+    path = Path(config["data_path"]) / f"{config['dataset']}.item"
+    if not path.is_file():  # first: without it there is nothing to choose text fields from (zero-config)
+        named = [*(config["item_text_fields"] or []), *(config["user_profile_fields"] or [])]
+        raise InputError(
+            f"{path} does not exist, but the template texts read item_text_fields and user_profile_fields "
+            f"({', '.join(dict.fromkeys(named)) or 'unset'}) from it: add the .item file (item_id:token plus "
+            f"columns such as title:token_seq), or set item_vector_file and user_vector_file"
+        )
+    fields = template_fields(config)
+    columns = [c.name for c in read_header(path, config["field_separator"], config["encoding"])]
+    loaded = (config["load_col"] or {}).get("item") if isinstance(config["load_col"], dict) else None
+    for name in fields:
+        key = "item_text_fields" if name in config["item_text_fields"] else "user_profile_fields"
+        if name not in columns:
+            near = suggest(name, columns)
+            raise InputError(f"setting {key} names {name!r}, which is not a column of {path} "
+                             f"({'did you mean ' + repr(near) + '? ' if near else ''}columns: {', '.join(columns)})")
+        if loaded is not None and name not in loaded:
+            raise InputError(f"setting {key} names {name!r}, but load_col does not load it from {path.name}: "
+                             f"add it to load_col's item list ({loaded})")
 
 
 class UR4RecDataset(SplitDataset):
     """Sequential dataset whose ``features`` hold aligned text (and image) vectors."""
 
     features: FeatureSet
+
+    def __init__(self, config) -> None:
+        check_text_inputs(config)
+        super().__init__(config)
 
     def _window_rows(self, portions: dict[int, np.ndarray]) -> Interaction:
         """Cut each training portion into windows of at most ``L + 1`` items, newest first.

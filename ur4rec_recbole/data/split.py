@@ -7,6 +7,12 @@ training frequencies of the bucket report and the cold items come from one
 place for all of them. Without ``cold_items`` the split and every row are
 RecBole's, unchanged.
 
+Own splits (``benchmark_filename: [train, valid, test]``): the parts are the
+files ``<name>.<part>.inter``. In RecBole's sequential format (each row with
+its ``item_id_list``) the rows are used as given; plain interaction rows get
+their histories here, a training row's from the training part only. Either
+way a user's training portion is their ``.train`` part.
+
 Cold-item protocol (``cold_items: FRACTION``): after RecBole's split, the
 chosen items are removed from every model input. They leave every training
 portion (so their ID embeddings are never trained and no preference text
@@ -25,9 +31,10 @@ import torch
 import recbole.data.dataset
 from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data.dataset import SequentialDataset
-from recbole.data.interaction import Interaction
+from recbole.data.interaction import Interaction, cat_interactions
 from recbole.utils import ModelType
 
+from ur4rec_recbole.data.atomic import CheckedAtomicFiles, recbole_dataset_class, with_checked_reading
 from ur4rec_recbole.errors import InputError
 
 
@@ -43,11 +50,22 @@ def choose_cold_items(tokens: np.ndarray, fraction: float, seed: int) -> np.ndar
     return np.sort(pool[picked])
 
 
-class SplitDataset(SequentialDataset):
-    """RecBole's sequential dataset and split, with training portions and (optionally) cold items."""
+class SplitDataset(CheckedAtomicFiles, SequentialDataset):
+    """RecBole's sequential dataset and split, with training portions and (optionally) cold items.
+
+    Atomic files are checked before RecBole reads them (:class:`CheckedAtomicFiles`).
+    """
 
     cold_items: np.ndarray  # internal ids of the cold items (empty without the protocol)
     training_histories: dict[int, np.ndarray]  # each user's training portion (cold items removed)
+    rows_given = False  # pre-split files in RecBole's sequential format (each row carries its history)
+
+    def _benchmark_presets(self) -> None:
+        # RecBole's pre-split sequential files give each row its history (item_id_list); plain
+        # interaction rows get theirs in _split_pre_split_interactions
+        self.rows_given = self.iid_field + self.config["LIST_SUFFIX"] in self.inter_feat
+        if self.rows_given:
+            super()._benchmark_presets()
 
     def data_augmentation(self) -> None:
         super().data_augmentation()
@@ -84,10 +102,17 @@ class SplitDataset(SequentialDataset):
         The one place the leakage rule lives: text generation (``python -m
         ur4rec_recbole.cli.generate``) and training both take their histories
         from here; under ``cold_items`` the portions and every row are already
-        free of the cold items.
+        free of the cold items. With ``benchmark_filename`` the parts are the
+        user's own files and a training portion is the user's ``.train`` part.
         """
-        datasets = super().build()
-        portions = self.training_portions(datasets[0])
+        if self.benchmark_filename_list is None:
+            datasets = super().build()
+            portions = self.training_portions(datasets[0])
+        elif self.rows_given:
+            datasets = super().build()  # RecBole's parts, one per file, rows as given
+            portions = self._portions_from_given_rows(datasets[0])
+        else:
+            datasets, portions = self._split_pre_split_interactions()
         cold = self._cold_item_ids()
         if cold.size:
             warm = np.ones(self.item_num, dtype=bool)
@@ -103,6 +128,90 @@ class SplitDataset(SequentialDataset):
         for part in (self, *datasets):
             part.training_histories = portions
         return datasets
+
+    # -- pre-split files (benchmark_filename) -------------------------------
+    def _split_pre_split_interactions(self) -> tuple[list, dict[int, np.ndarray]]:
+        """One row per interaction of the files ``<name>.<part>.inter``, in the parts the files make.
+
+        A row's history is the user's earlier interactions (by time; the last
+        ``MAX_ITEM_LIST_LENGTH``) from its own part and the parts listed before
+        it: a training row sees training interactions only, a validation row
+        training and validation ones, a test row all. A user's training portion
+        is the ``.train`` part, so no training input and no text holds a
+        validation or test item, whatever the files' times. Rows without an
+        earlier interaction have no input and are left out (counted in the log).
+        """
+        part = np.repeat(np.arange(len(self.file_size_list)), self.file_size_list)  # rows are in file order
+        self._change_feat_format()
+        self._drop_unused_col()
+        self._aug_presets()  # a list field per interaction field, as RecBole's augmentation makes
+        uids, times = self.inter_feat[self.uid_field].numpy(), self.inter_feat[self.time_field].numpy()
+        order = np.lexsort((part, times, uids))
+        self.inter_feat, part, uids = self.inter_feat[order], part[order], uids[order]
+        starts = np.flatnonzero(np.r_[True, uids[1:] != uids[:-1]])
+        ends = np.r_[starts[1:], len(uids)]
+        self.sequences = {field: {int(uids[s]): self.inter_feat[field].numpy()[s:e] for s, e in zip(starts, ends)}
+                          for field in self.inter_feat if hasattr(self, f"{field}_list_field")}
+        self.user_sequences = self.sequences[self.iid_field]
+        rows = [[] for _ in self.file_size_list]  # per part: (row, user, positions of its history)
+        for s, e in zip(starts, ends):
+            user_part = part[s:e]
+            for level in np.unique(user_part):
+                visible = np.flatnonzero(user_part <= level)
+                for j in np.flatnonzero(user_part == level):
+                    before = visible[: np.searchsorted(visible, j)][-self.max_item_list_len :]
+                    rows[level].append((s + j, int(uids[s]), before))
+        datasets = []
+        for picked in rows:
+            kept = [(r, uid, before) for r, uid, before in picked if len(before)]
+            part_rows = self.inter_feat[torch.tensor([r for r, _, _ in kept], dtype=torch.long)]
+            part_rows.update(Interaction(self._history_columns([u for _, u, _ in kept], [b for _, _, b in kept])))
+            datasets.append(self.copy(part_rows))
+        self._log_rows_left_out({name: len(picked) - len(d.inter_feat) for name, picked, d
+                                 in zip(self._part_names(datasets), rows, datasets)}, "had no earlier interaction")
+        self.inter_feat = cat_interactions([d.inter_feat for d in datasets])
+        portions = {uid: seq[part[s:e] == 0] for (uid, seq), s, e in zip(self.user_sequences.items(), starts, ends)}
+        return datasets, portions
+
+    def _portions_from_given_rows(self, train) -> dict[int, np.ndarray]:
+        """Each user's training portion from RecBole-format training rows: the first row's history, then each target.
+
+        Rows are taken in time order when they have a time column, else in file order.
+        """
+        rows = train.inter_feat
+        uids = rows[self.uid_field].numpy()
+        keys = (rows[self.time_field].numpy(), uids) if self.time_field in rows else (np.arange(len(uids)), uids)
+        order = np.lexsort(keys)
+        uids, targets = uids[order], rows[self.iid_field].numpy()[order]
+        histories = rows[self.item_id_list_field].numpy()[order]
+        lengths = rows[self.item_list_length_field].numpy()[order]
+        starts = np.flatnonzero(np.r_[True, uids[1:] != uids[:-1]])
+        ends = np.r_[starts[1:], len(uids)]
+        return {int(uids[s]): np.r_[histories[s, : lengths[s]], targets[s:e]] for s, e in zip(starts, ends)}
+
+    def _history_columns(self, uids, picks) -> dict[str, torch.Tensor]:
+        """The list fields and length of rows whose histories are ``picks``: positions in each user's sequences."""
+        lengths = np.array([len(pick) for pick in picks], dtype=np.int64)
+        columns = {self.item_list_length_field: torch.from_numpy(lengths)}
+        for field, sequences in self.sequences.items():
+            sample = torch.as_tensor(next(iter(sequences.values())))
+            column = torch.zeros((len(picks), self.max_item_list_len, *sample.shape[1:]), dtype=sample.dtype)
+            for r, (uid, pick) in enumerate(zip(uids, picks)):
+                column[r, : len(pick)] = torch.as_tensor(sequences[uid][pick])
+            columns[getattr(self, f"{field}_list_field")] = column
+        return columns
+
+    @staticmethod
+    def _part_names(datasets: list) -> tuple[str, ...]:
+        return ("training", "validation", "test") if len(datasets) == 3 else ("training", "test")
+
+    @staticmethod
+    def _log_rows_left_out(dropped: dict[str, int], why: str) -> None:
+        """Warn about validation/test rows left out of evaluation (training rows without input are normal)."""
+        dropped = {name: n for name, n in dropped.items() if name != "training"}
+        if any(dropped.values()):
+            counts = " and ".join(f"{n} {name}" for name, n in dropped.items())
+            getLogger().warning(f"{counts} rows {why} and are left out of evaluation")
 
     # -- cold-item protocol ------------------------------------------------
     def _cold_item_ids(self) -> np.ndarray:
@@ -126,12 +235,10 @@ class SplitDataset(SequentialDataset):
         (every list field: items, timestamps, ratings ...). Training rows with a
         cold target go; so do rows of any part left without a history.
         """
-        list_fields = {f: getattr(self, f"{f}_list_field") for f in self.sequences}
         warm_at = {uid: np.flatnonzero(warm[seq]) for uid, seq in self.user_sequences.items()}  # warm positions
         next_position = dict.fromkeys(self.user_sequences, 1)  # a user's rows run train -> valid -> test in time
-        names = ("training", "validation", "test") if len(datasets) == 3 else ("training", "test")
         dropped = {}
-        for part, name in zip(datasets, names):
+        for part, name in zip(datasets, self._part_names(datasets)):
             rows = part.inter_feat
             uids = rows[self.uid_field].numpy()
             keep, picks = [], []
@@ -143,29 +250,19 @@ class SplitDataset(SequentialDataset):
                 if len(before) and not (name == "training" and cold_target):
                     keep.append(r)
                     picks.append(before)
-            if name != "training":
-                dropped[name] = len(uids) - len(keep)
+            dropped[name] = len(uids) - len(keep)
             kept = rows[torch.tensor(keep, dtype=torch.long)]
-            lengths = np.array([len(p) for p in picks], dtype=np.int64)
-            columns = {self.item_list_length_field: torch.from_numpy(lengths)}
-            for field, list_field in list_fields.items():
-                column = torch.zeros_like(kept[list_field])
-                for r, (uid, pick) in enumerate(zip(kept[self.uid_field].numpy(), picks)):
-                    column[r, : len(pick)] = torch.as_tensor(self.sequences[field][uid][pick])
-                columns[list_field] = column
-            kept.update(Interaction(columns))
+            kept.update(Interaction(self._history_columns(kept[self.uid_field].numpy(), picks)))
             part.inter_feat = kept
-        if any(dropped.values()):
-            counts = " and ".join(f"{n} {name}" for name, n in dropped.items())
-            getLogger().warning(f"cold_items: {counts} rows had only cold items in their history and are left "
-                                "out of evaluation")
+        self._log_rows_left_out(dropped, "had only cold items in their history (cold_items)")
 
 
 def recbole_dataset(config):
     """The dataset of a RecBole model: ``SplitDataset`` for its plain sequential models, else RecBole's choice.
 
-    RecBole's own dataset classes (``DIENDataset``, ``KSRDataset``, ...) know
-    nothing of the cold-item protocol, which is then refused.
+    Either reads checked atomic files (a dataset RecBole saved, ``save_dataset``,
+    is RecBole's to load). RecBole's own dataset classes (``DIENDataset``,
+    ``KSRDataset``, ...) know nothing of the cold-item protocol, which is then refused.
     """
     own = hasattr(recbole.data.dataset, f"{config['model']}Dataset")
     if config["MODEL_TYPE"] == ModelType.SEQUENTIAL and not own:
@@ -175,4 +272,6 @@ def recbole_dataset(config):
         raise InputError(f"setting cold_items={config['cold_items']}: {config['model']} {why} leave the cold "
                          "items out; use a plain sequential model (SASRec, GRU4Rec, UR4Rec, Transitions, ...) "
                          "or cold_items: 0")
-    return recbole_create_dataset(config)
+    if config["save_dataset"] or config["dataset_save_path"]:  # RecBole loads (or saves) a pickled dataset
+        return recbole_create_dataset(config)
+    return with_checked_reading(recbole_dataset_class(config))(config)

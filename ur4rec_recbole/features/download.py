@@ -324,6 +324,6 @@ def download_item_images(config, options: DownloadOptions | None = None) -> Down
                          "(the converters write image_url and set it in <name>.yaml)")
     data_path = Path(config["data_path"])
     urls = read_item_column(data_path, config["dataset"], config["ITEM_ID_FIELD"], field_name,
-                            config["field_separator"])
+                            config["field_separator"], config["encoding"])
     return download_images(urls, data_path / IMAGE_FOLDER, options, download_report_path(data_path, config["dataset"]),
                            progress=config["show_progress"] is not False)

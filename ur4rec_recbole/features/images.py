@@ -28,14 +28,14 @@ from time import time
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
+from ur4rec_recbole.atomic_format import read_columns, read_header
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.features.download import is_url
 from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table
-from ur4rec_recbole.io import content_hash, file_sha256, write_json
+from ur4rec_recbole.io import content_hash, data_folder_fix, file_sha256, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 IMAGE_FOLDER = "images"
@@ -91,24 +91,22 @@ def downloaded_image(folder: Path, token: str, listing: Mapping[str, Path] | Non
 
 
 def read_item_column(data_path: str | os.PathLike, dataset: str, item_field: str, column: str,
-                     sep: str = "\t") -> dict[str, str]:
+                     sep: str = "\t", encoding: str = "utf-8-sig") -> dict[str, str]:
     """``{item token: value of column}`` from ``<dataset>.item``, every value a string ('' when empty)."""
     item_file = Path(data_path) / f"{dataset}.item"
     if not item_file.is_file():
         raise FileNotFoundError(f"item_image_field is {column!r} but {item_file} does not exist")
-    with open(item_file, encoding="utf-8") as handle:
-        names = [name.split(":")[0] for name in handle.readline().rstrip("\r\n").split(sep)]
+    names = [c.name for c in read_header(item_file, sep, encoding)]
     for needed in (item_field, column):
         if needed not in names:
             raise ValueError(f"{item_file}: no column {needed!r} (item_image_field); columns are {names}")
-    table = pd.read_csv(item_file, sep=sep, usecols=[names.index(item_field), names.index(column)],
-                        dtype=str, keep_default_na=False)
-    table.columns = [names[i] for i in sorted((names.index(item_field), names.index(column)))]
+    table = read_columns(item_file, [item_field, column], sep, encoding)
     return dict(zip(table[item_field], table[column]))
 
 
 def find_item_images(data_path: str | os.PathLike, dataset: str, tokens: Sequence[str], item_field: str,
-                     image_field: str | None = None, sep: str = "\t") -> tuple[dict[str, Path], dict[str, str]]:
+                     image_field: str | None = None, sep: str = "\t",
+                     encoding: str = "utf-8-sig") -> tuple[dict[str, Path], dict[str, str]]:
     """Image file per item token, and the reason for every token that has none.
 
     An ``image_field`` value that is a URL stands for the file ``images/<token>.<ext>`` that
@@ -128,7 +126,7 @@ def find_item_images(data_path: str | os.PathLike, dataset: str, tokens: Sequenc
                 found[token] = path
         return found, missing
     item_file = f"{dataset}.item"
-    paths = read_item_column(data_path, dataset, item_field, image_field, sep)
+    paths = read_item_column(data_path, dataset, item_field, image_field, sep, encoding)
     for token in tokens:
         relative = paths.get(token)
         if relative is None:
@@ -255,11 +253,12 @@ def encode_item_images(config) -> ImageReport:
     data_path = Path(config["data_path"])
     item_field = config["ITEM_ID_FIELD"]
     sep = config["field_separator"]
-    tokens = sorted(atomic_tokens(data_path, config["dataset"], item_field, ("inter", "item"), sep))
+    tokens = sorted(atomic_tokens(data_path, config["dataset"], item_field, ("inter", "item"), sep,
+                                  config["encoding"]))
     if not tokens:
         raise ValueError(f"no item tokens in {data_path}/{config['dataset']}.{{inter,item}}")
     images, missing = find_item_images(data_path, config["dataset"], tokens, item_field,
-                                       config["item_image_field"], sep)
+                                       config["item_image_field"], sep, config["encoding"])
     arch, pretrained = config["image_model"], normalise_pretrained(config["image_pretrained"])
     out, report_file = image_vector_path(config), report_path(image_vector_path(config))
     key = images_hash(images, arch, weights_identity(pretrained), config["image_size"])
@@ -279,7 +278,7 @@ def encode_item_images(config) -> ImageReport:
     meta = {"content_hash": key, "encoder": f"open_clip:{arch}", "pretrained": str(pretrained),
             "image_size": config["image_size"], "count": len(report.encoded)}
     save_vector_table(out, report.encoded, vectors, meta)
-    write_json(report_file, report.as_json())
+    write_json(report_file, report.as_json(), fix=data_folder_fix(report_file.parent))
     skipped = len(missing) + len(report.corrupt)
     log = getLogger().warning if skipped else getLogger().info
     log(f"{out.name}: {len(report.encoded)} of {len(tokens)} items have an image vector; {len(missing)} without "

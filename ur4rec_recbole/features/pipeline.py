@@ -60,10 +60,25 @@ def _vector_path(config, kind: str) -> Path:
     return Path(config["data_path"]) / f"{config['dataset']}.{kind}.{config['text_source']}.npz"
 
 
+def vector_tables(config) -> dict[str, Path]:
+    """The vector tables a run of this package's models reads: ``item_text``, ``user_text`` (+ ``item_image``).
+
+    Empty for models without texts (RecBole's: ``text_source`` is not set).
+    """
+    if not config["text_source"]:
+        return {}
+    tables = {"item_text": Path(config["item_vector_file"] or _vector_path(config, "item_know")),
+              "user_text": Path(config["user_vector_file"] or _vector_path(config, "user_pref"))}
+    if "image" in (config["modalities"] or ()):
+        tables["item_image"] = image_vector_path(config)
+    return tables
+
+
 def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None,
-             section: str = "Missing texts"):
-    tokens, vectors, _ = load_vector_table(path)
-    known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"])
+             section: str = "Missing texts", table: tuple | None = None):
+    tokens, vectors, _ = table or load_vector_table(path)
+    known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"],
+                          config["encoding"])
     matrix, mask = align_vectors(path, tokens, vectors, dataset.field2id_token[field], known, what, dim)
     missing = int((~mask[1:]).sum())
     if missing:
@@ -151,6 +166,8 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
     no validation or test item reaches a preference text.
     """
     item_file, user_file = config["item_vector_file"], config["user_vector_file"]
+    # tables from elsewhere are read (and checked) first: a bad one stops the run before anything is written
+    explicit = {kind: load_vector_table(path) for kind, path in (("item", item_file), ("user", user_file)) if path}
     if item_file is None or user_file is None:
         user_texts, item_texts = build_texts(config, dataset, histories)
         # encode only what no explicit vector file replaces
@@ -164,14 +181,16 @@ def prepare_features(config, dataset, histories: Mapping[int, np.ndarray]) -> Fe
                     sources = sorted({f"{r.backend}/{r.version}" for r in records.values()})
                     check_profiles(config, dataset, histories, texts, found, sources, given=False)
                 encode_records(records, _vector_path(config, kind), config["text_encoder"],
-                               config["encoder_batch_size"], config["encoder_device"])
-    item_path = Path(item_file or _vector_path(config, "item_know"))
-    user_path = Path(user_file or _vector_path(config, "user_pref"))
-    item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None)
+                               config["encoder_batch_size"], config["encoder_device"], config["encoder_precision"],
+                               config["encoder_max_length"], config["encoder_batch_tokens"], config["show_progress"])
+    tables = vector_tables(config)
+    item_path, user_path = tables["item_text"], tables["user_text"]
+    item_text, item_mask = _aligned(config, dataset, item_path, dataset.iid_field, ("inter", "item"), "item", None,
+                                    table=explicit.get("item"))
     profiles = _profiles(config, dataset, user_path, histories, item_text.shape[1], given=user_file is not None)
     features = FeatureSet(item_text, item_mask, *profiles)
     if "image" in config["modalities"]:
-        image_path = image_vector_path(config)
+        image_path = tables["item_image"]
         if config["image_vector_file"] is None and has_image_source(config):
             encode_item_images(config)
         elif not image_path.is_file():

@@ -16,14 +16,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from logging import getLogger
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
-
-from ur4rec_recbole.io import write_bytes
+from ur4rec_recbole.atomic_format import read_columns, read_header
+from ur4rec_recbole.io import data_folder_fix, write_bytes
 
 
 PROFILE_COLUMNS = ("cutoffs", "fingerprints")
@@ -42,7 +42,7 @@ def save_vector_table(path: str | os.PathLike, tokens: Sequence[str], vectors: n
     buffer = io.BytesIO()
     np.savez(buffer, tokens=np.asarray(tokens, dtype=str), vectors=vectors, meta=np.asarray(json.dumps(meta)),
              **profile)
-    write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue(), fix=data_folder_fix(path.parent))
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -50,7 +50,7 @@ def read_meta(path: str | os.PathLike) -> dict:
     try:
         with np.load(path, allow_pickle=False) as data:
             return json.loads(str(data["meta"]))
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return {}
 
 
@@ -72,19 +72,21 @@ def load_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict, d
         raise FileNotFoundError(f"vector file {path} does not exist")
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = {"tokens", "vectors"} - set(data.files)
-            if missing:
-                raise ValueError(f"{path}: expected arrays 'tokens' and 'vectors', missing {sorted(missing)}")
-            tokens = data["tokens"].astype(str)
-            vectors = data["vectors"]
-            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-            present = [name for name in PROFILE_COLUMNS if name in data.files]
-            if present and len(present) < len(PROFILE_COLUMNS):
-                raise ValueError(f"{path}: has {present[0]!r} without {(set(PROFILE_COLUMNS) - set(present)).pop()!r}; "
-                                 "a profile table needs both")
-            profile = {name: data[name] for name in present} or None
-    except (OSError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable .npz vector table ({err})") from err
+            arrays = {name: data[name] for name in ("tokens", "vectors", "meta", *PROFILE_COLUMNS)
+                      if name in data.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable .npz vector table ({str(err).splitlines()[0]}); write it with "
+                         f"numpy.savez(path, tokens=<[N] str>, vectors=<[N, D] float>)") from err
+    missing = {"tokens", "vectors"} - set(arrays)
+    if missing:
+        raise ValueError(f"{path}: expected arrays 'tokens' and 'vectors', missing {sorted(missing)}")
+    tokens, vectors = arrays["tokens"].astype(str), arrays["vectors"]
+    meta = json.loads(str(arrays["meta"])) if "meta" in arrays else {}
+    present = [name for name in PROFILE_COLUMNS if name in arrays]
+    if present and len(present) < len(PROFILE_COLUMNS):
+        raise ValueError(f"{path}: has {present[0]!r} without {(set(PROFILE_COLUMNS) - set(present)).pop()!r}; "
+                         "a profile table needs both")
+    profile = {name: arrays[name] for name in present} or None
     if tokens.ndim != 1:
         raise ValueError(f"{path}: 'tokens' must be 1-D, got shape {tokens.shape}")
     if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.floating):
@@ -113,19 +115,14 @@ def load_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict, d
     return tokens, vectors.astype(np.float32, copy=False), meta, profile
 
 
-def atomic_tokens(data_path: str | os.PathLike, dataset: str, field: str, suffixes: Iterable[str], sep: str = "\t") -> set[str]:
+def atomic_tokens(data_path: str | os.PathLike, dataset: str, field: str, suffixes: Iterable[str], sep: str = "\t",
+                  encoding: str = "utf-8-sig") -> set[str]:
     """All raw values of ``field`` in the given atomic files, before any RecBole filtering."""
     found: set[str] = set()
     for suffix in suffixes:
         path = Path(data_path) / f"{dataset}.{suffix}"
-        if not path.is_file():
-            continue
-        with open(path, encoding="utf-8") as handle:
-            header = handle.readline().rstrip("\r\n").split(sep)
-        names = [column.split(":")[0] for column in header]
-        if field in names:
-            column = pd.read_csv(path, sep=sep, usecols=[names.index(field)], dtype=str, keep_default_na=False)
-            found.update(column.iloc[:, 0].tolist())
+        if path.is_file() and field in {c.name for c in read_header(path, sep, encoding)}:
+            found.update(read_columns(path, [field], sep, encoding)[field].tolist())
     return found
 
 

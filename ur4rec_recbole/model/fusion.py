@@ -1,7 +1,8 @@
 """How sequence scores and retriever scores become one ranking (config ``fusion``).
 
 Each fusion says which score vectors are trained with cross-entropy
-(``train_logits``) and how the final ranking score is made (``rank_scores``).
+(``train_logits``), how the final ranking score is made (``rank_scores``)
+and what each scorer contributes to it (``parts``, shown with recommendations).
 All tensors are ``[P, N]`` (positions or users by catalogue) except the
 sequence state ``[P, H]``.
 """
@@ -28,6 +29,10 @@ class NoFusion(nn.Module):
     def rank_scores(self, seq, ret, state) -> torch.Tensor:
         return seq
 
+    def parts(self, seq, ret, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sequence and retriever parts of the ranking score (here the retriever's is 0)."""
+        return seq, torch.zeros_like(seq)
+
 
 class WeightedFusion(nn.Module):
     """``weighted``: ``seq + w * ret`` with one learned weight ``w``."""
@@ -38,14 +43,21 @@ class WeightedFusion(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.tensor(float(config["fusion_weight"])))
 
+    def retriever_part(self, ret, state) -> torch.Tensor:
+        return self.weight * ret
+
     def fused(self, seq, ret, state) -> torch.Tensor:
-        return seq + self.weight * ret
+        return seq + self.retriever_part(ret, state)
 
     def train_logits(self, seq, ret, state) -> list[torch.Tensor]:
         return [self.fused(seq, ret, state)]
 
     def rank_scores(self, seq, ret, state) -> torch.Tensor:
         return self.fused(seq, ret, state)
+
+    def parts(self, seq, ret, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """``seq`` and ``w * ret``: they add up to the fused score."""
+        return seq, self.retriever_part(ret, state)
 
 
 class GateFusion(WeightedFusion):
@@ -65,8 +77,8 @@ class GateFusion(WeightedFusion):
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, math.log(self.initial_gate / (1 - self.initial_gate)))
 
-    def fused(self, seq, ret, state) -> torch.Tensor:
-        return seq + torch.sigmoid(self.gate(state)) * ret  # [P, 1] gate broadcast over items
+    def retriever_part(self, ret, state) -> torch.Tensor:
+        return torch.sigmoid(self.gate(state)) * ret  # [P, 1] gate broadcast over items
 
 
 def ranks(scores: torch.Tensor) -> torch.Tensor:
@@ -94,7 +106,11 @@ class RankFusion(nn.Module):
         return [seq, ret]
 
     def rank_scores(self, seq, ret, state) -> torch.Tensor:
-        return 1.0 / (self.k + ranks(seq)) + 1.0 / (self.k + ranks(ret))
+        return sum(self.parts(seq, ret, state))
+
+    def parts(self, seq, ret, state) -> tuple[torch.Tensor, torch.Tensor]:
+        """``1/(k + rank_seq)`` and ``1/(k + rank_ret)``."""
+        return 1.0 / (self.k + ranks(seq)), 1.0 / (self.k + ranks(ret))
 
 
 class CascadeFusion(WeightedFusion):
@@ -102,7 +118,9 @@ class CascadeFusion(WeightedFusion):
 
     Trains the fused score and the first stage's own score, so the candidate
     generator stays a good ranker. Items outside the top ``cascade_k`` keep
-    their sequence order, below every reranked item.
+    their sequence order, below every reranked item. ``parts`` are those of
+    ``weighted`` (``seq`` and ``w * ret``); the ranking score is their sum
+    shifted to place the reranked items first.
     """
 
     def __init__(self, config, hidden: int) -> None:

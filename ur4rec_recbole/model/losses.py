@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ur4rec_recbole.model.modality import ItemViews
+from ur4rec_recbole.model.sampled_softmax import Candidates
 
 
 @dataclass
@@ -29,6 +30,7 @@ class LossInputs:
     views: ItemViews  # per-modality item representations
     item_seq: torch.Tensor  # [B, L] the batch's histories (0 = padding)
     temperature: float  # of the text-image InfoNCE
+    candidates: Candidates | None = None  # the items ret_logits score (None: the whole catalogue)
 
     @cached_property
     def batch_items(self) -> torch.Tensor:
@@ -37,7 +39,9 @@ class LossInputs:
 
 
 def retrieval_loss(x: LossInputs) -> torch.Tensor:
-    """InfoNCE of the retriever against the target item over the catalogue."""
+    """InfoNCE of the retriever against the target item over the catalogue (or the sampled candidates)."""
+    if x.candidates is not None:
+        return x.candidates.cross_entropy(x.ret_logits)
     return F.cross_entropy(x.ret_logits, x.targets)
 
 

@@ -33,6 +33,11 @@ class ItemViews:
         """Items that have a text and an image. ``[N]`` bool"""
         return self.text_mask & self.image_mask
 
+    def take(self, ids: torch.Tensor) -> "ItemViews":
+        """The views of the items ``ids`` ``[U]`` only (explanations score a few items, not the catalogue)."""
+        return ItemViews(*(None if t is None else t[ids]
+                           for t in (self.text, self.text_mask, self.image, self.image_mask, self.single)))
+
 
 class ImageAdapter(nn.Sequential):
     """Frozen image vector ``[N, D_img]`` -> item representation ``[N, H]`` (mirrors the text adapter)."""
@@ -41,10 +46,9 @@ class ImageAdapter(nn.Sequential):
         super().__init__(nn.Linear(image_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
 
 
-def max_cosine(proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """``max_k cos(proxy_k, item)``: ``[P, K, H] x [N, H] -> [P, N]``."""
-    sims = torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), F.normalize(items, dim=-1))
-    return sims.amax(dim=1)
+def proxy_cosine(proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``cos(proxy_k, item)`` for every proxy: ``[P, K, H] x [N, H] -> [P, K, N]``."""
+    return torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), F.normalize(items, dim=-1))
 
 
 class ConcatFusion(nn.Module):
@@ -58,8 +62,12 @@ class ConcatFusion(nn.Module):
         image = image * has_image[:, None]  # masked, not replaced: no learnable "missing" input
         return self.proj(torch.cat([text, image], dim=-1))  # [N, H]
 
+    def proxy_scores(self, proxies, text, image, has_image) -> torch.Tensor:
+        """Each proxy's cosine with each item. ``[P, K, N]``"""
+        return proxy_cosine(proxies, self.items(text, image, has_image))
+
     def score(self, proxies, text, image, has_image) -> torch.Tensor:
-        return max_cosine(proxies, self.items(text, image, has_image))  # [P, N]
+        return self.proxy_scores(proxies, text, image, has_image).amax(dim=1)  # [P, N]
 
 
 class GatedFusion(ConcatFusion):
@@ -101,13 +109,17 @@ class AttentionFusion(nn.Module):
         return 1 - a_image, a_image
 
     def score(self, proxies, text, image, has_image) -> torch.Tensor:
+        return self.proxy_scores(proxies, text, image, has_image).amax(dim=1)  # [P, N]
+
+    def proxy_scores(self, proxies, text, image, has_image) -> torch.Tensor:
+        """Each proxy's cosine with its mixture of each item's tokens. ``[P, K, N]``"""
         a = self.image_weight(proxies, text, image, has_image)  # [P, K, N]
         gap = image - text  # [N, H]
         dots = torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), torch.cat([text, gap]))  # [P, K, 2N]
         u_text, u_gap = dots.split(text.shape[0], dim=-1)  # [P, K, N] each
         dot = u_text + a * u_gap  # unit proxy . (text + a gap)
         norm2 = text.pow(2).sum(-1) + a * (2 * (text * gap).sum(-1) + a * gap.pow(2).sum(-1))  # |text + a gap|^2
-        return (dot * norm2.clamp_min(1e-12).rsqrt()).amax(dim=1)  # [P, N]
+        return dot * norm2.clamp_min(1e-12).rsqrt()  # [P, K, N]
 
 
 MODALITY_FUSIONS: dict[str, type[nn.Module]] = {

@@ -98,6 +98,13 @@ def mean_pooling(unit_proxies: torch.Tensor, unit_items: torch.Tensor, temperatu
 
 
 PROXY_POOLINGS = {"max": max_pooling, "logsumexp": logsumexp_pooling, "mean": mean_pooling}
+
+# each proxy's share of an item's pooled score (its share of the gradient): [P, K, N] scores -> [P, K, N] weights
+PROXY_SHARES = {
+    "max": lambda scores: F.one_hot(scores.argmax(dim=1), scores.shape[1]).transpose(1, 2).to(scores.dtype),
+    "logsumexp": lambda scores: torch.softmax(scores, dim=1),
+    "mean": lambda scores: torch.full_like(scores, 1.0 / scores.shape[1]),
+}
 RETRIEVER_QUERIES = ("proxies", "state")
 
 
@@ -152,15 +159,17 @@ class PreferenceRetriever(nn.Module):
 
     def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
                      rows: torch.Tensor, positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor,
-                     states: torch.Tensor) -> torch.Tensor:
+                     states: torch.Tensor, return_attention: bool = False):
         """Proxy outputs for each query: ``[P, K, H]``.
 
         memory ``[B, M, H]``, valid ``[B, M]``, slot_position ``[M]`` (see
         :meth:`memory`); per query: rows ``[P]`` (its batch row), positions
         ``[P]`` (the last history index it may see), profile ``[P, H]`` and
-        profile_valid ``[P]`` (the preference slot it sees: the newest profile
-        written from items up to its position), states ``[P, H]`` (the sequence
-        state there).
+        profile_valid ``[P]`` (the adapted preference slot it sees: the newest
+        profile written from items up to its position), states ``[P, H]`` (the
+        sequence state there). With ``return_attention`` also each proxy's
+        attention over [preference; memory] averaged over heads ``[P, K, 1 + M]``
+        (a distribution over the slots it may see; what explanations show).
         """
         batch, slots, _ = memory.shape
         mask = (slot_position[None, :] <= positions[:, None]) & valid[rows]  # [P, M]
@@ -175,10 +184,16 @@ class PreferenceRetriever(nn.Module):
         q = self.query(base).view(*base.shape[:2], self.n_heads, self.head_dim)  # [P, K, nh, d]
         logits = torch.einsum("pknd,pmnd->pnkm", q, k) / math.sqrt(self.head_dim)  # [P, nh, K, 1 + M]
         logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
-        attn = self.dropout(torch.softmax(logits, dim=-1).nan_to_num(0.0))  # a query with no memory reads nothing
-        context = torch.einsum("pnkm,pmnd->pknd", attn, v).flatten(-2)  # [P, K, H]
+        weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a query with no memory reads nothing
+        context = torch.einsum("pnkm,pmnd->pknd", self.dropout(weights), v).flatten(-2)  # [P, K, H]
         out = self.norm1(base + self.dropout(self.out(context)))  # [P, K, H]
-        return self.norm2(out + self.dropout(self.ffn(out)))
+        out = self.norm2(out + self.dropout(self.ffn(out)))
+        return (out, weights.mean(dim=1)) if return_attention else out
+
+    @staticmethod
+    def proxy_similarities(proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``cos(proxy_k, item)`` for every proxy: ``[P, K, H] x [N, H] -> [P, K, N]``."""
+        return torch.einsum("pkh,nh->pkn", F.normalize(proxies, dim=-1), F.normalize(items, dim=-1))
 
     def score(self, proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Pooled ``cos(proxy_k, item) / temperature``: ``[P, K, H] x [N, H] -> [P, N]``."""

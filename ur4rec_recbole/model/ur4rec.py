@@ -19,7 +19,8 @@ sees (``modality.py``); ``text`` is the text model.
 
 from __future__ import annotations
 
-from typing import Mapping
+from pathlib import Path
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +32,32 @@ from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
-from ur4rec_recbole.model.retriever import ITEM_ADAPTERS, PROXY_POOLINGS, RETRIEVER_QUERIES, PreferenceRetriever
+from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, PROXY_POOLINGS, PROXY_SHARES, RETRIEVER_QUERIES,
+                                            PreferenceRetriever)
+from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
 from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
+
+
+class ScoreParts(NamedTuple):
+    """Scores of the catalogue ``[B, N]``: the ranking score and the two parts the fusion made it from."""
+
+    score: torch.Tensor  # [B, N] what items are ranked by
+    sequence: torch.Tensor | None  # [B, N] the sequence scorer's part (None when not asked for)
+    retriever: torch.Tensor | None  # [B, N] the retriever's part (0 when the fusion does not use it)
+
+
+class RetrieverReasons(NamedTuple):
+    """What :meth:`UR4Rec.explain` returns (``M`` memory slots, ``K`` proxies, ``k`` items)."""
+
+    attention: torch.Tensor  # [B, K, M] each proxy's attention over the slots, heads averaged; rows sum to 1
+    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (its matched proxy's)
+    valid: torch.Tensor  # [B, M] slots in the memory (masked ones have attention 0)
+    slot_position: torch.Tensor  # [M] history position of each slot, -1 for the preference slot
+    slot_kinds: list[str]  # [M] "preference", "text" or "image"
+    proxy: torch.Tensor  # [B, k] the proxy whose match is each item's retriever score
+    proxy_scores: torch.Tensor  # [B, K, k] every proxy's retriever score of each item
 
 
 class UR4Rec(SASRec):
@@ -65,9 +88,19 @@ class UR4Rec(SASRec):
         require_number(config, "fusion_weight", 0)
         require_number(config, "cascade_k", 1, integer=True)
         require_number(config, "train_batch_size", 1, integer=True)
+        require_choice(config, "train_negatives", NEGATIVE_SAMPLERS)
+        require_number(config, "train_negatives_count", 1, integer=True)
         stride = config["train_stride"]
         require(config, "train_stride", stride is None or (isinstance(stride, int) and stride >= 1),
                 "a positive int or None")
+        for key in ("history_window", "profile_top_k", "encoder_batch_size", "image_batch_size"):
+            require_number(config, key, 1, integer=True)
+        require(config, "text_source", isinstance(config["text_source"], str) and config["text_source"].strip(),
+                "a name: template, or the source of generated texts")
+        require(config, "text_field_labels", isinstance(config["text_field_labels"], dict), "a dict, e.g. {class: genres}")
+        for key in ("item_vector_file", "user_vector_file"):  # inputs (image_vector_file may be an output)
+            if config[key] is not None and not Path(str(config[key])).is_file():
+                raise InputError(f"setting {key}={config[key]}: the vector file does not exist; check the path")
         stages = parse_stages(config["stages"], PARAMETER_GROUPS)
         for i, stage in enumerate(stages or []):
             if stage.get("fusion", config["fusion"]) not in FUSIONS:
@@ -90,6 +123,9 @@ class UR4Rec(SASRec):
         self.use_profile = config["use_profile"]
         self.exclude_history = config["exclude_history"]
         self.train_exclude_history = config["train_exclude_history"]
+        self.proxy_pooling = config["proxy_pooling"]
+        self.negatives = NEGATIVE_SAMPLERS[config["train_negatives"]](
+            self.n_items, config["train_negatives_count"], training_item_counts(dataset, self.n_items))
 
         self.retriever = PreferenceRetriever(config, features.item_text.shape[1], self.hidden_size,
                                              features.item_text, features.item_text_mask, self.layer_norm_eps)
@@ -182,15 +218,16 @@ class UR4Rec(SASRec):
         """Auxiliary losses switched on now, with their weights (a stage may change the retrieval one)."""
         return {name: w for name, w in self.term_weights.items() if w > 0}
 
-    def item_views(self) -> ItemViews:
-        """Each modality's representation of every item. ``[N, H]``"""
-        ids = self.item_embedding.weight
+    def item_views(self, items: torch.Tensor | None = None) -> ItemViews:
+        """Each modality's representation of the item ids ``items`` (every item when None). ``[n, H]``"""
+        pick = (lambda table: table) if items is None else (lambda table: table[items])
+        ids = self.item_embedding.weight if items is None else self.item_embedding(items)
         text = text_mask = image = image_mask = None
         if "text" in self.modalities:
-            text = self.retriever.item_representations(self.item_text, self.item_text_mask, ids)
-            text_mask = self.item_text_mask
+            text_mask = pick(self.item_text_mask)
+            text = self.retriever.item_representations(pick(self.item_text), text_mask, ids)
         if "image" in self.modalities:
-            image, image_mask = self.image_modules["adapter"](self.item_image), self.item_image_mask
+            image, image_mask = self.image_modules["adapter"](pick(self.item_image)), pick(self.item_image_mask)
         single = text  # one modality: its representation; two: None (the modality fusion scores)
         if image is not None and text is not None:
             single = None
@@ -198,69 +235,184 @@ class UR4Rec(SASRec):
             single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
         return ItemViews(text, text_mask, image, image_mask, single)
 
-    def profile_slot(self, users: torch.Tensor, positions: torch.Tensor,
-                     history_start: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The preference slot each query reads: ``[P, H]`` and its validity ``[P]`` (users, positions: ``[P]``).
+    # -- preference profiles and memory --------------------------------------------
+    def profile_of(self, users: torch.Tensor, read: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preference vector each query reads: ``[P, D]`` and its validity ``[P]`` (users ``[P]``).
 
-        Training (``history_start [P]`` given: the portion index of the query's
-        row's first history item): the newest profile whose cut-off is at most
-        the number of portion items read at the position, so nothing after it.
-        Evaluation (``None``): the newest profile, written from the whole
-        training portion.
+        ``read`` ``[P]`` (training): how many items of the user's training
+        portion the query has read; it gets the newest profile whose cut-off is
+        at most that, so nothing after its position. ``None`` (evaluation,
+        serving): the newest profile, written from the whole training portion.
         """
         rows, cuts = self.profile_rows[users], self.profile_cutoffs[users]  # [P, C]
-        if history_start is None:
+        if read is None:
             pick = (rows > 0).sum(1) - 1  # [P] the newest profile
         else:
-            read = history_start + positions + 1  # [P] portion items read at the position
             pick = (cuts <= read[:, None]).sum(1) - 1  # [P] the newest cut-off <= read
         row = rows.gather(1, pick.clamp(min=0)[:, None]).squeeze(1)  # [P]
-        valid = (pick >= 0) & (row > 0) & self.use_profile
-        return self.retriever.user_adapter(self.profile_text[row]), valid
+        return self.profile_text[row], (pick >= 0) & (row > 0) & self.use_profile
 
-    def _proxies(self, interaction, item_seq: torch.Tensor, item_seq_len: torch.Tensor, rows: torch.Tensor,
-                 positions: torch.Tensor, states: torch.Tensor,
-                 history_start: torch.Tensor | None) -> tuple[torch.Tensor, ItemViews]:
-        """Proxy states ``[P, K, H]`` of the queries at (``rows``, ``positions``) ``[P]``, and the item views.
+    @property
+    def user_text(self) -> torch.Tensor:
+        """Each user's newest preference vector (what evaluation reads). ``[U, D]``"""
+        return self.profile_of(torch.arange(len(self.profile_rows), device=self.profile_rows.device))[0]
 
-        ``states [P, H]``: the sequence states there; ``history_start [B]``:
-        see :meth:`profile_slot` (``None`` at evaluation).
+    @property
+    def user_text_mask(self) -> torch.Tensor:
+        """Users whose preference slot is read at evaluation. ``[U]`` bool"""
+        return self.profile_of(torch.arange(len(self.profile_rows), device=self.profile_rows.device))[1]
+
+    def memory_of(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, views: ItemViews,
+                  removed: torch.Tensor | None = None) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+        """The retriever's history memory (each query adds its own preference slot in ``proxy_states``).
+
+        item_seq ``[B, L]``: rows of ``views`` (item ids when the views cover
+        the catalogue); ``removed`` ``[B, L]`` (optional) takes those history
+        items out of the memory. Returns (memory ``[B, M, H]``, valid ``[B, M]``,
+        slot_position ``[M]``) and each slot's kind (``text``, ``image``).
         """
-        views = self.item_views()
         in_history = torch.arange(item_seq.shape[1], device=item_seq.device) < item_seq_len[:, None]  # [B, L]
+        if removed is not None:
+            in_history = in_history & ~removed
         if views.single is not None:
             blocks = [(views.single[item_seq], in_history)]
+            kinds = ["text" if views.text is not None else "image"]
         else:  # text slots, then image slots; items without an image are masked out of the memory
             has_image = in_history & views.image_mask[item_seq]  # [B, L]
             blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
-        memory = self.retriever.memory(blocks)
-        start = None if history_start is None else history_start[rows]
-        profile, profile_valid = self.profile_slot(interaction[self.USER_ID][rows], positions, start)
-        return self.retriever.proxy_states(*memory, rows, positions, profile, profile_valid, states), views
+            kinds = ["text", "image"]
+        return self.retriever.memory(blocks), [kind for kind in kinds for _ in range(item_seq.shape[1])]
 
-    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
-        """Retriever score of every item for each query's proxies ``[P, K, H]``. ``[P, N]``"""
+    def _proxies(self, interaction, item_seq: torch.Tensor, item_seq_len: torch.Tensor, rows: torch.Tensor,
+                 positions: torch.Tensor, states: torch.Tensor, items: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, ItemViews, torch.Tensor | None]:
+        """Training: proxy states ``[P, K, H]`` of the queries at (``rows``, ``positions``) ``[P]``, the item
+        views, and the rows of ``items`` in them.
+
+        ``states [P, H]``: the sequence states there. Each query reads the
+        profile written from the portion items up to its position. ``items``
+        None: the views hold the whole catalogue (rows None = all). With one
+        modality and sampled candidates, only the histories' and the
+        candidates' items are represented, so a step does no O(N) work.
+        """
+        if items is not None and len(self.modalities) == 1:
+            needed, inverse = torch.unique(torch.cat([item_seq.flatten(), items]), return_inverse=True)
+            views = self.item_views(needed)  # [n, H]
+            seq_rows, item_rows = inverse[: item_seq.numel()].view_as(item_seq), inverse[item_seq.numel():]
+        else:  # (the image losses index the views by item id)
+            views, seq_rows, item_rows = self.item_views(), item_seq, items
+        memory, _ = self.memory_of(seq_rows, item_seq_len, views)
+        read = interaction[HISTORY_START][rows] + positions + 1  # [P] portion items read at the position
+        profile, profile_valid = self.profile_of(interaction[self.USER_ID][rows], read)
+        proxies = self.retriever.proxy_states(*memory, rows, positions, self.retriever.user_adapter(profile),
+                                              profile_valid, states)
+        return proxies, views, item_rows
+
+    def retriever_proxy_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
+        """Each proxy's retriever score of every item ``[P, K, N]``; the score is the max over proxies."""
         if views.single is not None:
-            return self.retriever.score(proxies, views.single)
-        fused = self.image_modules["fusion"].score(proxies, views.text, views.image, views.image_mask)
+            sims = self.retriever.proxy_similarities(proxies, views.single)
+        else:
+            sims = self.image_modules["fusion"].proxy_scores(proxies, views.text, views.image, views.image_mask)
+        return sims / self.retriever.temperature
+
+    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews, rows: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+        """Retriever score of the view rows ``rows`` (all when None) for each query's proxies ``[P, K, H]``. ``[P, C]``"""
+        pick = (lambda table: table) if rows is None else (lambda table: table[rows])
+        if views.single is not None:
+            return self.retriever.score(proxies, pick(views.single))
+        fused = self.image_modules["fusion"].score(proxies, pick(views.text), pick(views.image),
+                                                   pick(views.image_mask))
         return fused / self.retriever.temperature
+
+    # -- serving --------------------------------------------------------------
+    def score_parts(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
+                    user_valid: torch.Tensor, views: ItemViews | None = None,
+                    removed: torch.Tensor | None = None, parts: bool = True) -> ScoreParts:
+        """Scores of the whole catalogue after each history, with each scorer's part.
+
+        Users are given by their preference vectors ``user_text`` ``[B, D]``
+        (``user_valid`` ``[B]`` False masks the slot), so a user the model never
+        saw is scored from a vector computed at request time. ``views`` may
+        be cached by the caller (they depend on the weights only);
+        ``removed`` takes history items out of the retriever's memory;
+        ``parts=False`` returns the ranking score alone (evaluation).
+        """
+        table = self.item_table()
+        state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
+        seq_scores = state @ table.T  # [B, N]
+        ret_scores = None
+        if self.fusion.uses_retriever:
+            views = self.item_views() if views is None else views
+            proxies = self._last_proxies(item_seq, item_seq_len, user_text, user_valid, state, views, removed)[0]
+            ret_scores = self.retriever_scores(proxies, views)  # [B, N]
+        score = self.fusion.rank_scores(seq_scores, ret_scores, state)
+        if self.exclude_history:  # items already in the history are not recommended again
+            score = score.scatter(1, item_seq, float("-inf"))
+        if not parts:
+            return ScoreParts(score, None, None)
+        return ScoreParts(score, *self.fusion.parts(seq_scores, ret_scores, state))
+
+    def _last_proxies(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
+                      user_valid: torch.Tensor, state: torch.Tensor, views: ItemViews,
+                      removed: torch.Tensor | None = None, return_attention: bool = False):
+        """Proxy states ``[B, K, H]`` after each whole history (evaluation, serving), with the memory and its
+        slot kinds; with ``return_attention`` also each proxy's attention ``[B, K, 1 + M]``."""
+        memory, kinds = self.memory_of(item_seq, item_seq_len, views, removed)
+        rows = torch.arange(len(item_seq), device=item_seq.device)
+        out = self.retriever.proxy_states(*memory, rows, item_seq_len - 1, self.retriever.user_adapter(user_text),
+                                          user_valid & self.use_profile, state, return_attention=return_attention)
+        return out, memory, kinds
+
+    def explain(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
+                user_valid: torch.Tensor, items: torch.Tensor, views: ItemViews | None = None,
+                removed: torch.Tensor | None = None) -> RetrieverReasons:
+        """What the retriever read to score ``items`` ``[B, k]`` after each history (the model in eval mode).
+
+        Each proxy's attention over the memory slots (the preference slot
+        first) at the last position, averaged over heads (a probability
+        distribution over the slots it sees); for each item the mix of the
+        proxies' attention by each proxy's share of the item's pooled score
+        (``PROXY_SHARES``: the winner alone under ``max``, the softmax of the
+        proxy scores under ``logsumexp``, equal shares under ``mean``), which
+        is ``item_attention``, what explanations name. Explanations are built
+        from this alone, so they follow the retriever. ``removed`` ``[B, L]``
+        takes history items out of the memory first (slot effects).
+        """
+        views = self.item_views() if views is None else views
+        state = self.gather_indexes(self.sequence_states(item_seq, self.item_table()), item_seq_len - 1)  # [B, H]
+        (proxies, attention), (_, valid, slot_position), kinds = self._last_proxies(
+            item_seq, item_seq_len, user_text, user_valid, state, views, removed, return_attention=True)
+        wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
+        per_proxy = self.retriever_proxy_scores(proxies, views.take(wanted))  # [B, K, U]
+        per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
+        shares = PROXY_SHARES[self.proxy_pooling](per_proxy)  # [B, K, k]
+        item_attention = torch.einsum("bkj,bkm->bjm", shares, attention)  # [B, k, 1 + M]
+        valid = torch.cat([(user_valid & self.use_profile)[:, None], valid], dim=1)  # [B, 1 + M]
+        slot_position = torch.cat([slot_position.new_full((1,), -1), slot_position])  # [1 + M]
+        return RetrieverReasons(attention, item_attention, valid, slot_position, ["preference", *kinds],
+                                per_proxy.argmax(dim=1), per_proxy)
+
+    def seen_before(self, item_seq: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
+                    candidates: Candidates) -> torch.Tensor:
+        """Candidates each training query has already read (its own target excepted). ``[P, C]`` bool
+
+        ``train_exclude_history`` masks them out of the softmax, as
+        ``exclude_history`` takes them out of the ranking.
+        """
+        upto = torch.arange(item_seq.shape[1], device=item_seq.device) <= positions[..., None]  # [B, T, L]
+        read = torch.where(upto, item_seq[:, None, :], 0)[valid]  # [P, L] items read, 0 elsewhere
+        seen = torch.zeros(len(read), self.n_items, dtype=torch.bool, device=read.device).scatter(1, read, True)
+        seen[:, 0] = False
+        seen = seen[:, candidates.items] if not candidates.whole else seen  # [P, C]
+        return seen.scatter(1, candidates.labels[:, None], False)
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        table = self.item_table()
-        state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
-        query, ret_scores = state, None
-        if self.fusion.uses_retriever:
-            rows = torch.arange(len(item_seq), device=item_seq.device)
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, rows, item_seq_len - 1, state, None)
-            if getattr(self.fusion, "fuses_queries", False):
-                query = self.fusion.query(state, proxies)  # [B, H]
-            else:
-                ret_scores = self.retriever_scores(proxies, views)  # [B, N]
-        scores = self.fusion.rank_scores(query @ table.T, ret_scores, state)
-        if self.exclude_history:
-            scores = scores.scatter(1, item_seq, float("-inf"))
-        return scores
+        user = interaction[self.USER_ID]  # [B]
+        profile, profile_valid = self.profile_of(user)
+        return self.score_parts(item_seq, item_seq_len, profile, profile_valid, parts=False).score
 
     def predict(self, interaction) -> torch.Tensor:
         # rank-based fusions need the whole catalogue, so score it and pick the asked items
@@ -288,29 +440,25 @@ class UR4Rec(SASRec):
             targets, valid = target[:, None], torch.ones_like(positions, dtype=torch.bool)
         state = states.gather(1, positions[..., None].expand(-1, -1, states.shape[-1]))[valid]  # [P, H]
         targets = targets[valid]  # [P]
-        query, ret_logits = state, None
+        candidates = self.negatives.candidates(targets)  # the catalogue, or a sample (train_negatives)
+        items = None if candidates.whole else candidates.items  # [C]
+        seq_logits = state @ (table if items is None else table[items]).T  # [P, C]
+
+        ret_logits = proxies = views = None
         terms = self.active_terms()
         if self.fusion.uses_retriever or terms:
             rows = torch.arange(len(item_seq), device=item_seq.device)[:, None].expand_as(positions)[valid]  # [P]
-            proxies, views = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid], state,
-                                           interaction[HISTORY_START])  # [P, K, H]
-            if getattr(self.fusion, "fuses_queries", False):
-                query = self.fusion.query(state, proxies)  # [P, H]
-            if not getattr(self.fusion, "fuses_queries", False) or "retrieval" in terms:
-                ret_logits = self.retriever_scores(proxies, views)  # [P, N]
-        seq_logits = query @ table.T  # [P, N]
+            proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid],
+                                                      state, items)  # [P, K, H]
+            ret_logits = self.retriever_scores(proxies, views, item_rows)  # [P, C]
         logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
         if self.train_exclude_history:
-            seen = torch.where(torch.arange(item_seq.shape[1], device=item_seq.device) <= positions[..., None],
-                               item_seq[:, None, :], 0)[valid]  # [P, L]
-            seen = torch.zeros_like(seq_logits, dtype=torch.bool).scatter(1, seen, True)
-            seen = seen.scatter(1, targets[:, None], False)
-            seen[:, 0] = False
-            logit_list = [l.masked_fill(seen, float("-inf")) for l in logit_list]
-        loss = sum(F.cross_entropy(logits, targets) for logits in logit_list)
+            seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
+            logit_list = [logits.masked_fill(seen, float("-inf")) for logits in logit_list]
+        loss = sum(candidates.cross_entropy(logits) for logits in logit_list)
         if terms:
             losses = self.auxiliary_losses(LossInputs(
-                targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature), terms)
+                targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature, candidates), terms)
             if self.uncertainty is not None:
                 loss = loss + self.uncertainty(losses)
             else:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
+import torch
 from recbole.utils import init_logger, init_seed
 
 from ur4rec_recbole.config import Config
@@ -19,6 +20,27 @@ from ur4rec_recbole.data.atomic import ensure_atomic_files
 from ur4rec_recbole.lookups import create_dataset
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
+
+
+def autograd_without_anomaly_checks() -> None:
+    """Switch off autograd's anomaly detection, which importing RecBole switches on for the whole process.
+
+    ``recbole/model/sequential_recommender/sine.py`` calls ``torch.autograd.set_detect_anomaly(True)``
+    when it is imported (with every sequential model, SASRec included): every backward then checks
+    each gradient for NaN and every forward records a stack trace, which made an ml-100k epoch
+    about 4x slower on the CPU. Nothing learned depends on it (RecBole's trainer still stops on a NaN loss).
+    """
+    torch.autograd.set_detect_anomaly(False)
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """``torch_threads`` intra-op threads (None: torch's default, one per core it may use).
+
+    The OpenMP wait policy is read when torch loads, so the entry points
+    (``run_ur4rec.py``, ``python -m ur4rec_recbole``) set it; see README, "Speed".
+    """
+    if threads is not None:
+        torch.set_num_threads(int(threads))
 
 
 @dataclass
@@ -61,17 +83,31 @@ def prepare_run(
     cmd_overrides: Mapping[str, str] | None = None,
     *,
     build_dataset: bool = True,
+    before_data: Callable[[Config], None] | None = None,
+    also_known: Collection[str] = (),
 ) -> Prepared:
-    """Config (package yaml < dataset yaml < files < dict < overrides), seed, logger, then the dataset.
+    """Config (package yaml < the dataset's own yaml < files < dict < overrides), seed, logger, then the dataset.
+
+    Dataset settings nobody gave are filled in from the atomic files' headers;
+    the log says which (``config.dataset_notes``).
 
     ``build_dataset=False`` stops after making sure the atomic files exist
     (tools that need only the configuration, e.g. image encoding).
+    ``before_data(config)`` runs once the atomic files exist and before any is
+    read (loading a checkpoint checks the dataset's fingerprint there).
+    ``also_known``: settings the Config accepts although ``model`` does not know them.
     """
-    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
+    set_torch_threads(config["torch_threads"])
+    autograd_without_anomaly_checks()  # after the Config: it imports RecBole's models
     init_seed(config["seed"], config["reproducibility"])
     logger = start_logging(config)
     logger.info(config)
+    for note in config.dataset_notes:  # dataset settings filled in from the atomic files
+        logger.info(note)
     ensure_atomic_files(config)
+    if before_data is not None:
+        before_data(config)
     if not build_dataset:
         return Prepared(config)
     data = create_dataset(config)

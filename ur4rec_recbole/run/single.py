@@ -6,16 +6,18 @@ import os
 import sys
 from logging import getLogger
 from time import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from recbole.data import data_preparation
 from recbole.utils import init_seed, set_color
 
+from ur4rec_recbole.data.fingerprint import data_fingerprint
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
 from ur4rec_recbole.lookups import get_model, get_trainer
 from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
                                         target_groups, training_counts)
 from ur4rec_recbole.run.prepare import prepare_run
+from ur4rec_recbole.training.trainer import check_checkpoint, read_checkpoint
 
 REPORTED_METRICS = ("recall@10", "ndcg@10", "mrr@10", "hit@10")
 
@@ -32,10 +34,14 @@ def run(
     callback_fn: Callable[[int, float], None] | None = None,
     per_user: bool = False,
     test: bool = True,
+    also_known: Collection[str] = (),
 ) -> dict:
     """Train ``model`` on ``dataset`` with RecBole's split and evaluator; return the results.
 
-    ``resume`` continues from a checkpoint written by an earlier run.
+    ``resume`` continues from a checkpoint written by an earlier run on the
+    same data (this run writes its own checkpoint; the source is never
+    overwritten). ``also_known``: settings accepted although ``model`` does
+    not know them (``--compare``: known to another model of the list).
     ``callback_fn(epoch_idx, valid_score)`` is RecBole's per-validation hook
     (Ray Tune reports through it). Every tested run reports test NDCG@10 and
     Recall@10 per bucket of the target's training frequency (``test_buckets``,
@@ -45,8 +51,11 @@ def run(
     The returned dict is what ``--results`` writes as JSON.
     """
     start = time()
-    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides)
+    source = read_checkpoint(resume) if resume is not None else None  # not a checkpoint: one line, before any setup
+    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
     config, logger = prepared.config, getLogger()
+    if source is not None:  # another model or dataset, changed atomic files: refused before anything is built
+        check_checkpoint(source, config, resume, "resume", data_fingerprint(config, vectors=False))
     logger.info(sys.argv)
     train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
 
@@ -108,9 +117,12 @@ def test_saved_model(model: str, dataset: str, checkpoint: str | os.PathLike,
     """Test a checkpoint saved by :func:`run` once, with the configuration it was trained with.
 
     A hyperparameter search tests only its chosen trial, at the end, this way.
+    A checkpoint of another model or trained on other data is refused.
     """
+    source = read_checkpoint(checkpoint)
     prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides)
     config = prepared.config
+    check_checkpoint(source, config, checkpoint, "test", data_fingerprint(config, vectors=False))
     train_data, _, test_data = data_preparation(config, prepared.dataset)
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ur4rec_recbole.io import data_folder_fix
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY, backend TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
@@ -46,6 +48,9 @@ class AnswerCache:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            raise PermissionError(f"cannot write the answer cache {self.path}: permission denied; "
+                                  f"{data_folder_fix(self.path.parent)}")
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)  # autocommit: one txn per statement
             self._db.execute("PRAGMA journal_mode=WAL")

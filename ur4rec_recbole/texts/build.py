@@ -1,8 +1,10 @@
 """Texts for a built dataset: written by an on-the-fly backend or read from disk.
 
 ``text_source`` selects the files ``<name>.{user_pref,item_know}.<source>.jsonl``.
-The ``template`` source is (re)built on every run because it is cheap and
-deterministic; other sources (LLM backends) are produced ahead of time.
+The ``template`` source is built on every run because it is cheap and
+deterministic, and written only when its content changes (so up-to-date
+texts in a read-only folder are just read); other sources (LLM backends)
+are produced ahead of time.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from ur4rec_recbole.texts.records import ITEM_KIND, USER_KIND, text_path, write_
 from ur4rec_recbole.texts.template import TemplateBackend
 
 
-def template_backend(config) -> TemplateBackend:
-    """The template backend configured by ``item_text_fields`` and ``user_profile_fields``."""
+def template_fields(config) -> list[str]:
+    """The ``.item`` columns the template texts read (``item_text_fields`` then ``user_profile_fields``)."""
     for key in ("item_text_fields", "user_profile_fields"):
         if not isinstance(config[key], list) or not config[key]:
             raise ValueError(
@@ -28,6 +30,12 @@ def template_backend(config) -> TemplateBackend:
                 f"'{config['dataset']}', got {config[key]!r}; set it in a config file or as "
                 f"--{key}=\"['col1','col2']\" (see README, 'Your own dataset')"
             )
+    return list(dict.fromkeys([*config["item_text_fields"], *config["user_profile_fields"]]))
+
+
+def template_backend(config) -> TemplateBackend:
+    """The template backend configured by ``item_text_fields`` and ``user_profile_fields``."""
+    template_fields(config)
     return TemplateBackend(
         item_text_fields=config["item_text_fields"],
         user_profile_fields=config["user_profile_fields"],
@@ -55,10 +63,13 @@ def build_texts(config, dataset, histories: Mapping[int, np.ndarray]) -> tuple[P
         backend = ON_THE_FLY[source](config)
         fields = sorted(set(config["item_text_fields"]) | set(config["user_profile_fields"]))
         items = item_fields(dataset, fields)
-        write_records(item_path, backend.item_texts(items))
         ranks = profile_histories(histories_by_token(dataset, histories), config["profile_cutoffs"])
-        write_records(user_path, [r for rank in ranks for r in stamp(backend.user_texts(rank, items), rank)])
-        getLogger().info(f"wrote {source} texts to {user_path} and {item_path}")
+        written = [path for path, records in (
+            (item_path, backend.item_texts(items)),
+            (user_path, [r for rank in ranks for r in stamp(backend.user_texts(rank, items), rank)]),
+        ) if write_records(path, records)]
+        getLogger().info(f"wrote {source} texts to {' and '.join(map(str, written))}" if written
+                         else f"{source} texts in {user_path.parent} are up to date")
         return user_path, item_path
     for path in (user_path, item_path):
         if not path.is_file():

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ur4rec_recbole.io import atomic_path
+from ur4rec_recbole.io import data_folder_fix, write_if_changed
 
 USER_KIND = "user_pref"
 ITEM_KIND = "item_know"
@@ -51,13 +51,24 @@ def text_path(data_path: str | os.PathLike, dataset: str, kind: str, source: str
     return Path(data_path) / f"{dataset}.{kind}.{source}.jsonl"
 
 
-def write_records(path: str | os.PathLike, records: Iterable[TextRecord]) -> None:
-    """Write records as JSONL atomically: readers never see a half-written file."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            row = {k: v for k, v in asdict(record).items() if v is not None}
-            extra = row.pop("extra")
-            handle.write(json.dumps({**row, **extra}, ensure_ascii=False) + "\n")
+def records_jsonl(records: Iterable[TextRecord]) -> bytes:
+    """The JSONL bytes of ``records``, one object per line (``cutoff``/``fingerprint`` only where set)."""
+    lines = []
+    for record in records:
+        row = {k: v for k, v in asdict(record).items() if v is not None}
+        extra = row.pop("extra")
+        lines.append(json.dumps({**row, **extra}, ensure_ascii=False) + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def write_records(path: str | os.PathLike, records: Iterable[TextRecord]) -> bool:
+    """Write records as JSONL atomically, unless the file already holds them; return whether it wrote.
+
+    Readers never see a half-written file, and up-to-date texts are only read
+    (a read-only dataset folder works when nothing changes).
+    """
+    path = Path(path)
+    return write_if_changed(path, records_jsonl(records), fix=data_folder_fix(path.parent))
 
 
 def read_records(path: str | os.PathLike) -> dict[str, TextRecord]:

@@ -1,17 +1,23 @@
-"""Trainers: safe checkpoints for every model, staged training for UR4Rec.
+"""Trainers: safe, unique, data-checked checkpoints for every model, staged training for UR4Rec.
 
 RecBole 1.2.1 pickles its whole ``Config`` into checkpoints, which
 ``torch.load`` refuses under the ``weights_only=True`` default of torch >= 2.6.
 Instead of switching safe loading off, we store only tensors and plain
 Python values, so our checkpoints load safely and foreign files are still
-refused. ``fit`` is RecBole's, untouched: we only hook ``_train_epoch``,
-``_valid_epoch``, ``_save_checkpoint``, ``resume_checkpoint`` and ``evaluate``.
+refused. Each run writes its own file (time to the microsecond, seed, random
+suffix: two runs started in the same second never share one; a resumed run
+writes a new file and leaves its source alone), and each checkpoint records
+the data it was trained on (``data.fingerprint``), so resuming or testing it on
+other data is refused. ``fit`` is RecBole's, untouched: we only hook
+``_train_epoch``, ``_valid_epoch``, ``_save_checkpoint``, ``resume_checkpoint`` and ``evaluate``.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from time import time
 from typing import Any
@@ -20,10 +26,51 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
+from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
 from ur4rec_recbole.training.stages import joint_stage
 
-CHECKPOINT_FORMAT = "ur4rec-recbole/1"
+CHECKPOINT_FORMAT = "ur4rec-recbole/2"  # 2: records the data fingerprint
+
+
+def _now() -> datetime:
+    return datetime.now()
+
+
+def checkpoint_name(config) -> str:
+    """``<model>-<dataset>-<date>-<time.microseconds>-seed<k>-<random>.pth``: unique per run."""
+    return (f"{config['model']}-{config['dataset']}-{_now():%Y%m%d-%H%M%S-%f}-seed{config['seed']}-"
+            f"{secrets.token_hex(3)}.pth")
+
+
+def read_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict:
+    """Read a checkpoint written by this package with safe loading on; anything else is one :class:`InputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        first = (str(err).splitlines() or [""])[0].split(". ")[0][:120]
+        raise InputError(
+            f"{path} cannot be loaded with torch.load(weights_only=True): it was not written by ur4rec-recbole "
+            f"({type(err).__name__}: {first}); pass a checkpoint that a run of this package saved (saved/*.pth)"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint" +
+                         (f" (format {found}: written by an older version; train a new model)" if found else ""))
+    return state
+
+
+def check_checkpoint(state: Mapping, config, path: str | os.PathLike, action: str,
+                     fingerprint: Mapping | None = None) -> None:
+    """Refuse a checkpoint of another model, or one trained on other data than ``fingerprint`` describes."""
+    if str(state["config"]["model"]).lower() != str(config["model"]).lower():
+        raise InputError(f"cannot {action} {path}: it holds a {state['config']['model']} model, not {config['model']}")
+    current = fingerprint if fingerprint is not None else data_fingerprint(config)
+    check_same_data(state.get("data"), current, path, action)
 
 
 class SafeCheckpointMixin:
@@ -36,6 +83,23 @@ class SafeCheckpointMixin:
     def __init__(self, config, model) -> None:
         super().__init__(config, model)
         self.epoch_history: list[dict] = []
+        self.saved_model_file = self._shared_name(os.path.join(self.checkpoint_dir, checkpoint_name(config)))
+        self._fingerprint: dict | None = None
+
+    def _shared_name(self, name: str) -> str:
+        """Under DDP every rank must load the file rank 0 writes: rank 0's name wins."""
+        if not self.config["single_spec"] and torch.distributed.is_initialized():
+            names = [name]
+            torch.distributed.broadcast_object_list(names, src=0)
+            return names[0]
+        return name
+
+    @property
+    def data_fingerprint(self) -> dict:
+        """The fingerprint of this run's data, computed once (after the dataset built its vectors)."""
+        if self._fingerprint is None:
+            self._fingerprint = data_fingerprint(self.config)
+        return self._fingerprint
 
     # -- timing and learning curves --------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
@@ -61,6 +125,7 @@ class SafeCheckpointMixin:
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": plain_config(self.config),
+            "data": self.data_fingerprint,
             "epoch": int(epoch),
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
@@ -68,50 +133,49 @@ class SafeCheckpointMixin:
             "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
         }
-        with atomic_path(path) as tmp:  # never leave a half-written checkpoint behind
+        fix = f"set --checkpoint_dir to a writable folder (now {path.parent})"
+        with atomic_path(path, fix=fix) as tmp:  # never leave a half-written checkpoint behind
             torch.save(state, tmp)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
-    def load_checkpoint(self, path: str | os.PathLike) -> dict:
-        """Read a checkpoint written by :meth:`_save_checkpoint` with safe loading on."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as err:  # pickle errors come in many types
-            raise RuntimeError(
-                f"{path} cannot be loaded with torch.load(weights_only=True): it was not "
-                f"written by ur4rec-recbole ({type(err).__name__}: {str(err).splitlines()[0]})"
-            ) from err
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise RuntimeError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
+    def load_checkpoint(self, path: str | os.PathLike, action: str = "load") -> dict:
+        """Read a checkpoint written by :meth:`_save_checkpoint` and check that it fits this model and data."""
+        state = read_checkpoint(path, self.device)
+        check_checkpoint(state, self.config, path, action, self.data_fingerprint)
         return state
 
+    def _load_weights(self, state: Mapping, path: str | os.PathLike) -> None:
+        try:
+            self.model.load_state_dict(state["state_dict"])
+        except RuntimeError as err:  # size mismatch: other settings (or data) than the checkpoint's
+            detail = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line),
+                          str(err).splitlines()[0])
+            raise InputError(
+                f"{path} does not fit {self.config['model']} on dataset {self.config['dataset']} with these "
+                f"settings ({detail}); use the settings it was trained with (stored in it under 'config')"
+            ) from err
+        self.model.load_other_parameter(state.get("other_parameter"))
+
     def resume_checkpoint(self, resume_file):
-        state = self.load_checkpoint(resume_file)
-        self.saved_model_file = str(resume_file)
-        if state["config"]["model"].lower() != self.config["model"].lower():
-            raise ValueError(
-                f"{resume_file} holds a {state['config']['model']} model, not {self.config['model']}"
-            )
+        """Continue from ``resume_file``; this run's checkpoints go to a new file, the source stays as it is."""
+        state = self.load_checkpoint(resume_file, action="resume")
         self.start_epoch = state["epoch"] + 1
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
-        self.model.load_state_dict(state["state_dict"])
-        self.model.load_other_parameter(state.get("other_parameter"))
+        self._load_weights(state, resume_file)
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+        self._save_checkpoint(state["epoch"], verbose=False)  # the best so far, should no later epoch beat it
+        self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}; "
+                         f"checkpoints of this run: {self.saved_model_file}")
 
     @torch.no_grad()
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if eval_data and load_best_model:
             path = model_file or self.saved_model_file
-            state = self.load_checkpoint(path)
-            self.model.load_state_dict(state["state_dict"])
-            self.model.load_other_parameter(state.get("other_parameter"))
+            state = self.load_checkpoint(path, action="test")
+            self._load_weights(state, path)
             self.logger.info(f"Loading model structure and parameters from {path}")
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 

@@ -16,11 +16,14 @@ import json
 import re
 import traceback
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import yaml
 from tqdm import tqdm
 
+from ur4rec_recbole.config import Config
+from ur4rec_recbole.config.settings import read_settings_file
+from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.run.compare.report import write_report
 from ur4rec_recbole.run.compare.spec import RunSpec
 from ur4rec_recbole.io import dated_output, write_json
@@ -44,22 +47,46 @@ def run_stem(label: str, seed: int) -> str:
     return f"{slug}-{digest}-seed{seed}"
 
 
-def _in_files(key: str, config_file_list: Sequence[str] | None) -> bool:
-    """Whether any of the user's yaml files sets ``key``."""
-    return any(key in (yaml.safe_load(Path(f).read_text()) or {}) for f in config_file_list or [])
+def _file_settings(config_file_list: Sequence[str] | None) -> set[str]:
+    """The settings the user's yaml files set."""
+    return {key for f in config_file_list or [] for key in read_settings_file(f, yaml.SafeLoader)}
+
+
+def check_specs(specs: Sequence[RunSpec], dataset: str, config_file_list: Sequence[str] | None,
+                cmd_overrides: Mapping[str, str]) -> set[str]:
+    """Before any run: each entry's settings are valid for its model, each common one known to a listed model.
+
+    Returns the common settings (command line and files), which every run
+    accepts even when its own model does not know them.
+    """
+    common = set(cmd_overrides) | _file_settings(config_file_list)
+    known: set[str] = set()
+    configs = []
+    for spec in specs:
+        try:
+            config = Config(spec.model, dataset, config_file_list,
+                            cmd_overrides={**cmd_overrides, **spec.overrides}, also_known=common | set(spec.overrides))
+        except ValueError as err:  # a bad value (InputError) or one RecBole's Config refuses
+            raise InputError(f"--compare entry {spec.label!r}: {err}") from err
+        config.reject_unknown(spec.overrides, where=f"--compare entry {spec.label!r}")
+        known |= config.known_settings()
+        configs.append(config)
+    configs[0].reject_unknown(common, known=known, models=", ".join(dict.fromkeys(s.model for s in specs)))
+    return common
 
 
 def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
-            config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str]) -> dict:
+            config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str],
+            common: Collection[str] = ()) -> dict:
     """Train and test one (model, seed); return its record (``status`` ok or failed)."""
     record = {"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides), "seed": seed}
     overrides = {**cmd_overrides, **spec.overrides, "seed": str(seed),
                  "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
-    if "topk" not in overrides and not _in_files("topk", config_file_list):
+    if "topk" not in overrides and "topk" not in _file_settings(config_file_list):
         overrides["topk"] = REPORTED_TOPK
     try:
         results = run(model=spec.model, dataset=dataset, config_file_list=config_file_list,
-                      cmd_overrides=overrides, per_user=True)
+                      cmd_overrides=overrides, per_user=True, also_known=common)
     except Exception as err:  # one model's failure must not stop the others
         return {**record, "status": "failed", "error": f"{type(err).__name__}: {err}",
                 "traceback": traceback.format_exc()}
@@ -75,6 +102,7 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
     for where, keys in [("the command line", cmd_overrides)] + [(s.label, s.overrides) for s in specs]:
         if "seed" in keys:
             raise ValueError(f"seed is set in {where}; with --compare the seeds come from --seeds")
+    common = check_specs(specs, dataset, config_file_list, cmd_overrides)
     runs_dir = output / "runs"
     records = []
     jobs = [(spec, seed) for spec in specs for seed in seeds]
@@ -85,7 +113,7 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
             if previous.get("status") == "ok":
                 records.append(previous)
                 continue
-        record = run_one(spec, seed, dataset, output, config_file_list, cmd_overrides)
+        record = run_one(spec, seed, dataset, output, config_file_list, cmd_overrides, common)
         write_json(path, record)
         records.append(record)
     return write_report(output, specs, seeds, dataset, records)

@@ -32,9 +32,14 @@ def check_overlap(params: Sequence[Param], cmd_overrides: Mapping[str, str]) -> 
 
 
 def base_config(model: str, dataset: str, config_files: Sequence[str] | None,
-                cmd_overrides: Mapping[str, str]) -> Config:
-    """The configuration every trial starts from: selection rule, epochs, typed fixed settings."""
-    return Config(model, dataset, config_files, cmd_overrides=cmd_overrides)
+                cmd_overrides: Mapping[str, str], params: Sequence[Param] = ()) -> Config:
+    """The configuration every trial starts from: selection rule, epochs, typed fixed settings.
+
+    A searched parameter that ``model`` does not know is refused here, before any trial.
+    """
+    config = Config(model, dataset, config_files, cmd_overrides=cmd_overrides)
+    config.reject_unknown([p.name for p in params], where="the --hyper params file")
+    return config
 
 
 def hyperopt_algorithm(name: str):
@@ -58,7 +63,7 @@ def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: s
     output = Path(output)
     cmd_overrides = dict(cmd_overrides or {})
     check_overlap(params, cmd_overrides)
-    base = base_config(model, dataset, config_files, cmd_overrides)
+    base = base_config(model, dataset, config_files, cmd_overrides, params)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
     if algo == "exhaustive":
         max_evals = min(max_evals, grid_size(params))

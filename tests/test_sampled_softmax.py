@@ -1,0 +1,64 @@
+"""Sampled softmax (``train_negatives``): exact at the whole catalogue, corrected and masked when sampled."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import build_data
+from recbole.utils import init_seed
+
+from ur4rec_recbole.model import UR4Rec
+from ur4rec_recbole.model.sampled_softmax import InBatchNegatives, UniformNegatives
+
+
+def test_uniform_over_the_whole_catalogue_is_the_full_softmax():
+    torch.manual_seed(0)
+    n, rows = 9, 6
+    scores = torch.randn(rows, n)
+    targets = torch.tensor([1, 4, 4, 8, 2, 1])
+    candidates = UniformNegatives(n, count=n, item_counts=torch.zeros(n)).candidates(targets)
+    logits = scores[:, candidates.items]  # each row scores the candidate ids
+    torch.testing.assert_close(candidates.cross_entropy(logits), F.cross_entropy(scores, targets))
+
+
+def test_in_batch_subtracts_log_q_and_masks_duplicates_of_the_own_target():
+    counts = torch.tensor([0, 3, 1, 0])  # add-one: q = (1, 4, 2, 1) / 8
+    targets = torch.tensor([1, 2, 1])
+    candidates = InBatchNegatives(4, 0, counts).candidates(targets)
+    scores = torch.tensor([[0.5, 0.2, 0.1], [0.3, 0.9, -0.4], [0.0, 0.7, 0.2]])  # row p, column j: item targets[j]
+    log_q = torch.log(torch.tensor([4 / 8, 2 / 8, 4 / 8]))
+    expected = []
+    for p in range(3):
+        keep = [j for j in range(3) if j == p or targets[j] != targets[p]]  # other copies of p's item are no negatives
+        row = scores[p, keep] - log_q[keep]
+        expected.append(-(row[keep.index(p)] - torch.logsumexp(row, 0)))
+    torch.testing.assert_close(candidates.cross_entropy(scores), torch.stack(expected).mean())
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "rank"])
+def test_model_loss_with_the_whole_catalogue_sampled_equals_full_softmax(tiny, fusion):
+    _, overrides = tiny
+    settings = {**overrides, "fusion": fusion, "retriever_weight": "0.5"}
+    losses = []
+    for negatives in ({"train_negatives": "none"}, {"train_negatives": "uniform", "train_negatives_count": "100000"}):
+        config, _, train, _, _ = build_data({**settings, **negatives})
+        init_seed(7, True)
+        model = UR4Rec(config, train._dataset).eval()  # no dropout: the same computation
+        losses.append(model.calculate_loss(next(iter(train))))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("negatives", ["uniform", "in_batch"])
+def test_sampled_training_reaches_every_part(tiny, negatives):
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "retriever_weight": "0.5", "train_negatives": negatives,
+                                         "train_negatives_count": "5"})
+    init_seed(7, True)
+    model = UR4Rec(config, train._dataset).train()
+    loss = model.calculate_loss(next(iter(train)))
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    for name in ("retriever.proxies", "item_embedding.weight", "fusions.weighted.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
