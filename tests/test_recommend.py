@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -242,9 +243,30 @@ def test_the_explained_proxy_gives_the_retriever_score(trained):
     items = torch.tensor([[rec.catalogue.item_ids[i.item] for i in answer.items]])
     reasons = rec.scorer.reasons(batch, items)
     weight = float(rec.model.fusion.weight.detach())
-    best = reasons.proxy_scores.amax(dim=1)[0]  # [k]
+    scores = reasons.proxy_scores[0]  # [K, k]
+    pooled = {"max": scores.amax(dim=0), "mean": scores.mean(dim=0),
+              "logsumexp": torch.logsumexp(scores, dim=0) - math.log(len(scores))}[rec.model.proxy_pooling]
     assert torch.equal(reasons.proxy_scores.argmax(dim=1), reasons.proxy)
-    assert [i.retriever for i in answer.items] == pytest.approx((weight * best).tolist(), abs=1e-5)
+    assert [i.retriever for i in answer.items] == pytest.approx((weight * pooled).tolist(), abs=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["max", "logsumexp", "mean"])
+def test_an_items_attention_mixes_the_proxies_by_their_share_of_its_score(pooling):
+    """Under smooth pooling every proxy contributes to an item's score, so its explanation mixes their attention."""
+    from ur4rec_recbole.model.retriever import PROXY_SHARES
+
+    scores = torch.tensor([[[2.0, 0.0], [1.0, 0.0], [0.0, 3.0]]])  # [B=1, K=3, k=2]
+    shares = PROXY_SHARES[pooling](scores)
+    torch.testing.assert_close(shares.sum(dim=1), torch.ones(1, 2))
+    expected = {"max": torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]),
+                "logsumexp": torch.softmax(scores[0], dim=0),
+                "mean": torch.full((3, 2), 1 / 3)}[pooling]
+    torch.testing.assert_close(shares[0], expected)
+    scores.requires_grad_(True)  # the share is the pooled score's gradient with respect to each proxy's score
+    pooled = {"max": lambda x: x.amax(dim=1), "mean": lambda x: x.mean(dim=1),
+              "logsumexp": lambda x: torch.logsumexp(x, dim=1)}[pooling](scores)
+    (grad,) = torch.autograd.grad(pooled.sum(), scores)
+    torch.testing.assert_close(grad[0] / grad[0].sum(dim=0), expected)
 
 
 def test_cli_writes_jsonl_and_csv(trained, tmp_path):
