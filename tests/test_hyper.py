@@ -124,6 +124,21 @@ def test_hyperopt_picks_the_best_validation_trial(planted):
     assert again["best_valid_score"] == chosen["best_valid_score"]
 
 
+def test_no_test_leaves_the_test_set_unread(planted, monkeypatch):
+    import ur4rec_recbole.run.hyper.search as search
+
+    tmp, valid_easy, test_easy = planted
+    space = tmp / "plant.hyper"
+    space.write_text(f"data_path choice ['{test_easy}', '{valid_easy}']\n")
+    monkeypatch.setattr(search, "test_saved_model", lambda *a, **k: pytest.fail("the test set was read"))
+    out = tmp / "hyperopt"
+    summary = run_ur4rec.main(["--dataset", "plant", "--model", "Pop", "--hyper", str(space), "--algo", "exhaustive",
+                               "--no-test", "--output", str(out), "--train_batch_size=1", *cli(POP_SETTINGS)])
+    chosen = next(t for t in summary["trials"] if t["trial"] == summary["chosen_trial"])
+    assert chosen["params"]["data_path"] == valid_easy and chosen["test_result"] is None
+    assert "not tested (--no-test)" in (out / "best.yaml").read_text()
+
+
 def test_hyperopt_builds_ur4rec(tiny, tmp_path):
     _, overrides = tiny
     space = tmp_path / "ur4rec.hyper"

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each Ray trial reserves")
     hyper.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each Ray trial reserves")
     hyper.add_argument("--asha-grace", type=int, default=1, help="epochs before ASHA may stop a Ray trial")
+    hyper.add_argument("--no-test", action="store_true",
+                       help="choose on validation only and leave the test set unread (for a later --compare)")
     hyper.add_argument("--max-concurrent", type=int, default=None,
                        help="Ray trials at a time (default: as many as the CPUs/GPUs allow)")
     ddp = parser.add_argument_group("multi-GPU training (RecBole's DDP; NCCL, CUDA only)")
@@ -66,12 +68,13 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
             summary = search_ray(params, args.model, args.dataset, output, args.max_evals, args.algo or "random",
                                  args.config_files, overrides, address=args.ray_address, num_cpus=args.cpus,
                                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                                 grace_period=args.asha_grace, max_concurrent=args.max_concurrent)
+                                 grace_period=args.asha_grace, max_concurrent=args.max_concurrent,
+                                 test=not args.no_test)
         else:
             from ur4rec_recbole.run.hyper.search import search_hyperopt
 
             summary = search_hyperopt(params, args.model, args.dataset, output, args.max_evals,
-                                      args.algo or "bayes", args.config_files, overrides)
+                                      args.algo or "bayes", args.config_files, overrides, test=not args.no_test)
         print((output / "trials.md").read_text())
         print(f"trials.md, trials.json and best.yaml in {output}")
         return summary

@@ -94,7 +94,7 @@ def _record(index: int, result, names: Sequence[str], bigger: bool) -> dict:
 def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | Path, max_evals: int,
                algo: str = "random", config_files: Sequence[str] | None = None,
                cmd_overrides: Mapping[str, str] | None = None, address: str | None = None,
-               num_cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0,
+               num_cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0, test: bool = True,
                grace_period: int = 1, reduction_factor: int = 2, max_concurrent: int | None = None,
                seed: int = 2020) -> dict:
     """Run the trials on Ray Tune (local or ``address``); write trials.json/md and best.yaml.
@@ -163,5 +163,6 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
     return write_outputs(output, tool=f"ray ({algo}, ASHA on validation)", model=model, dataset=dataset,
                          valid_metric=valid_metric, bigger=bigger, trials=trials, cmd_overrides=cmd_overrides,
                          fixed_config=plain_config(base), config_files=config_files,
-                         test_chosen=lambda best: test_saved_model(
+                         test_chosen=(lambda best: test_saved_model(
                              model, dataset, best["checkpoint"], config_files, best["params"], cmd_overrides))
+                             if test else None)

@@ -56,8 +56,11 @@ def hyperopt_algorithm(name: str):
 
 def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: str | Path, max_evals: int,
                     algo: str = "bayes", config_files: Sequence[str] | None = None,
-                    cmd_overrides: Mapping[str, str] | None = None, early_stop: int = 10) -> dict:
-    """Run ``max_evals`` trials (fewer if ``early_stop`` trials bring no gain); write the outputs."""
+                    cmd_overrides: Mapping[str, str] | None = None, early_stop: int = 10, test: bool = True) -> dict:
+    """Run ``max_evals`` trials (fewer if ``early_stop`` trials bring no gain); write the outputs.
+
+    ``test=False``: the chosen trial is not tested either (choose only).
+    """
     from recbole.trainer import HyperTuning
 
     output = Path(output)
@@ -97,7 +100,8 @@ def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: s
     summary = write_outputs(output, tool=f"hyperopt ({algo})", model=model, dataset=dataset,
                             valid_metric=valid_metric, bigger=bigger, trials=trials, cmd_overrides=cmd_overrides,
                             fixed_config=plain_config(base), config_files=config_files,
-                            test_chosen=lambda best: test_saved_model(
+                            test_chosen=(lambda best: test_saved_model(
                                 model, dataset, best["checkpoint"], config_files, best["params"], cmd_overrides))
+                                if test else None)
     return summary
 

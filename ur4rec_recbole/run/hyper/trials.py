@@ -81,23 +81,25 @@ def _fixed_settings(cmd_overrides: Mapping[str, str], config: Mapping[str, Any])
 
 def write_outputs(output: Path, *, tool: str, model: str, dataset: str, valid_metric: str, bigger: bool,
                   trials: Sequence[dict], cmd_overrides: Mapping[str, str], fixed_config: Mapping[str, Any],
-                  config_files: Sequence[str] | None, test_chosen: Callable[[dict], dict]) -> dict:
+                  config_files: Sequence[str] | None, test_chosen: Callable[[dict], dict] | None) -> dict:
     """Choose the best trial on validation, test it once, write trials.json, trials.md and best.yaml.
 
     ``fixed_config`` is the typed configuration built from ``cmd_overrides`` (for best.yaml);
-    ``test_chosen(trial)`` returns the chosen trial's test result (from its checkpoint).
+    ``test_chosen(trial)`` returns the chosen trial's test result (from its checkpoint); ``None``
+    (``--no-test``) leaves the test set unread, for a comparison that reads it once at the end.
     """
     output.mkdir(parents=True, exist_ok=True)
     ordered = sort_trials(trials, bigger)
     finished = any(t["status"] == "ok" for t in trials)
     best = choose_best(trials, bigger) if finished else None
     if best is not None:
-        best["test_result"] = test_chosen(best)
+        best["test_result"] = test_chosen(best) if test_chosen is not None else None
     summary = {
         "tool": tool, "model": model, "dataset": dataset, "valid_metric": valid_metric,
         "valid_metric_bigger": bigger, "chosen_trial": best and best["trial"],
-        "chosen_by": f"best validation {valid_metric} among finished trials; only the chosen trial is tested, "
-                     "once, after the search",
+        "chosen_by": f"best validation {valid_metric} among finished trials; " + (
+            "only the chosen trial is tested, once, after the search" if test_chosen is not None
+            else "no trial is tested (--no-test)"),
         "trials": ordered,
     }
     write_json(output / "trials.json", summary)
@@ -105,9 +107,11 @@ def write_outputs(output: Path, *, tool: str, model: str, dataset: str, valid_me
     if best is None:
         raise RuntimeError(f"no trial finished: see the errors in {output / 'trials.json'}")
     files = " ".join([*(config_files or []), str(output / "best.yaml")])
+    tested = ("not tested (--no-test)" if best["test_result"] is None else
+              f"its test {REPORTED_TEST} = {best['test_result'].get(REPORTED_TEST, float('nan')):.4f} "
+              "(tested once, after choosing)")
     header = (f"# Best of {len(trials)} {tool} trials (trial {best['trial']}), chosen on validation {valid_metric} "
-              f"= {best['best_valid_score']:.4f}; its test {REPORTED_TEST} = "
-              f"{best['test_result'].get(REPORTED_TEST, float('nan')):.4f} (tested once, after choosing).\n"
+              f"= {best['best_valid_score']:.4f}; {tested}.\n"
               f"# python run_ur4rec.py --dataset {dataset} --model {model} --config_files {files}\n")
     values = {**_fixed_settings(cmd_overrides, fixed_config), **best["params"]}
     write_text(output / "best.yaml", header + yaml.safe_dump(values, sort_keys=False, default_flow_style=False))
