@@ -60,8 +60,8 @@ VARIANTS: list[tuple[str, str, dict[str, str]]] = [
 
 
 def title_free_fields(config) -> list[str]:
-    """The dataset's knowledge fields without its title column."""
-    return [f for f in config["item_text_fields"] if f != "title"]
+    """The dataset's knowledge fields without its title column(s) (``title``, ``movie_title``, ...)."""
+    return [f for f in config["item_text_fields"] if "title" not in f]
 
 
 def resolve(overrides: dict[str, str], base) -> dict[str, str]:

@@ -71,7 +71,7 @@ def read_at_each_position(model, rows, user_id: int) -> dict[tuple[int, int], di
         states = model.sequence_states(seq, table)[index, positions]  # [P, H]
         profile, valid = model.profile_of(rows["user_id"][index], start[index] + positions + 1)
         proxies, views, _ = model._proxies(rows, seq, lengths, index, positions, states)
-        retrieved = model.retriever_scores(proxies, views)  # [P, N]
+        retrieved = model.retriever_scores(proxies, views, None, table)  # [P, N]
         fused = model.fusion.rank_scores(states @ table.T, retrieved, states)
     return {(int(start[r]) + p, r): {"item": seq[r, p], "profile": profile[i] * valid[i], "proxies": proxies[i],
                                      "retriever": retrieved[i], "fused": fused[i]}

@@ -59,10 +59,45 @@ def test_all_positions_loss_is_mean_of_sasrec_prefix_losses(tiny):
     torch.testing.assert_close(ours.calculate_loss(batch), torch.stack(losses).mean(), rtol=1e-5, atol=1e-5)
 
 
+VARIANTS = [
+    {"item_adapter": adapter} for adapter in ("mlp", "linear", "lowrank", "frozen")
+] + [
+    {"retriever_query": query, "proxy_pooling": pooling}
+    for query in ("proxies", "state") for pooling in ("max", "logsumexp", "mean")
+] + [
+    {"text_in_items": "True"}, {"use_profile": "False"}, {"diversity_weight": "0.1"},
+    {"train_exclude_history": "True", "exclude_history": "True"},
+    {"fusion": "query", "proxy_pooling": "mean", "retriever_query": "state", "text_in_items": "True"},
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()))
+def test_each_retriever_variant_trains_forward_and_backward(tiny, variant):
+    _, overrides = tiny
+    config, _, train, valid, _ = build_data({**overrides, "retriever_weight": "0.5", **variant})
+    model = make(UR4Rec, config, train._dataset)
+    model.train()
+    loss = model.calculate_loss(first_batch(train))
+    assert torch.isfinite(loss)
+    loss.backward()
+    trained = [p for p in model.retriever.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert trained, "no retriever parameter got a gradient"
+    model.eval()
+    batch = first_batch(valid)[0]
+    with torch.no_grad():
+        scores = model.full_sort_predict(batch)
+    assert scores.shape == (len(batch), train._dataset.item_num)
+    if variant.get("exclude_history") == "True":  # the history's items are never recommended
+        assert torch.isinf(scores.gather(1, batch["item_id_list"])).all()
+    assert torch.isfinite(scores.scatter(1, batch["item_id_list"], 0.0)).all()
+
+
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
 def test_each_fusion_trains_and_ranks(tiny, fusion):
     _, overrides = tiny
-    config, _, train, valid, _ = build_data({**overrides, "fusion": fusion, "retriever_weight": "0.5"})
+    pooling = "mean" if fusion == "query" else "max"
+    config, _, train, valid, _ = build_data({**overrides, "fusion": fusion, "retriever_weight": "0.5",
+                                             "proxy_pooling": pooling})
     model = make(UR4Rec, config, train._dataset)
     model.train()
     loss = model.calculate_loss(first_batch(train))

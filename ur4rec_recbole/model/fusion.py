@@ -138,32 +138,17 @@ class CascadeFusion(WeightedFusion):
         return below.scatter(-1, top, fused - fused.amin(dim=-1, keepdim=True))  # reranked values >= 0
 
 
-class QueryFusion(nn.Module):
-    """``query``: the retriever's read-out joins the sequence state *before* scoring.
+class QueryFusion(WeightedFusion):
+    """``query``: ``seq + w * ret`` where the retriever scores items with SASRec's own item table.
 
-    The query is ``state + w * mean_k(proxy_k)`` (one learned ``w``), scored
-    against the item table by one dot product, as SASRec scores: no second
-    score over the catalogue, so the retriever costs little more than its
-    attention over the memory. The sequence-only and retriever scores are
-    not separate here (``train_logits``/``rank_scores`` take the fused scores).
+    ``ret = mean_k(proxy_k) . e_i``, so the fused score is
+    ``(state + w * mean_k proxy_k) . e_i``: the retriever's read-out moves the
+    query, and no second item representation is scored (the retriever costs
+    little more than its attention over the memory). Pools proxies by their
+    mean (``proxy_pooling: mean``).
     """
 
-    uses_retriever = True
-    fuses_queries = True
-
-    def __init__(self, config, hidden: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.tensor(float(config["fusion_weight"])))
-
-    def query(self, state: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
-        """``[P, H]`` from the state ``[P, H]`` and the proxies ``[P, K, H]``."""
-        return state + self.weight * proxies.mean(dim=1)
-
-    def train_logits(self, seq, ret, state) -> list[torch.Tensor]:
-        return [seq]
-
-    def rank_scores(self, seq, ret, state) -> torch.Tensor:
-        return seq
+    reads_item_table = True
 
 
 FUSIONS: dict[str, type[nn.Module]] = {

@@ -84,6 +84,8 @@ class UR4Rec(SASRec):
             require_number(config, term.weight_key, 0)
         require_number(config, "contrastive_temperature", 0, strict_low=True)
         require_choice(config, "fusion", FUSIONS)
+        require(config, "proxy_pooling", config["proxy_pooling"] == "mean" or config["fusion"] != "query",
+                "mean with fusion: query (it scores the mean proxy against the item table)")
         require_choice(config, "modality_fusion", MODALITY_FUSIONS)
         require_number(config, "fusion_weight", 0)
         require_number(config, "cascade_k", 1, integer=True)
@@ -308,18 +310,27 @@ class UR4Rec(SASRec):
                                               profile_valid, states)
         return proxies, views, item_rows
 
-    def retriever_proxy_scores(self, proxies: torch.Tensor, views: ItemViews) -> torch.Tensor:
-        """Each proxy's retriever score of every item ``[P, K, N]``; the score is the max over proxies."""
+    def retriever_proxy_scores(self, proxies: torch.Tensor, views: ItemViews, table: torch.Tensor) -> torch.Tensor:
+        """Each proxy's retriever score of the items ``[P, K, n]`` (``views``/``table``: their rows), pooled
+        over proxies by ``proxy_pooling`` into the retriever score."""
+        if getattr(self.fusion, "reads_item_table", False):
+            return torch.einsum("pkh,nh->pkn", proxies, table)
         if views.single is not None:
             sims = self.retriever.proxy_similarities(proxies, views.single)
         else:
             sims = self.image_modules["fusion"].proxy_scores(proxies, views.text, views.image, views.image_mask)
         return sims / self.retriever.temperature
 
-    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews, rows: torch.Tensor | None = None
-                         ) -> torch.Tensor:
-        """Retriever score of the view rows ``rows`` (all when None) for each query's proxies ``[P, K, H]``. ``[P, C]``"""
-        pick = (lambda table: table) if rows is None else (lambda table: table[rows])
+    def retriever_scores(self, proxies: torch.Tensor, views: ItemViews, rows: torch.Tensor | None,
+                         table: torch.Tensor) -> torch.Tensor:
+        """Retriever score of the candidates for each query's proxies ``[P, K, H]``: ``[P, C]``.
+
+        ``rows``: the candidates' rows in ``views`` (None: all); ``table``: their rows of the
+        item table (``fusion: query`` scores the mean proxy against it).
+        """
+        if getattr(self.fusion, "reads_item_table", False):
+            return proxies.mean(dim=1) @ table.T
+        pick = (lambda t: t) if rows is None else (lambda t: t[rows])
         if views.single is not None:
             return self.retriever.score(proxies, pick(views.single))
         fused = self.image_modules["fusion"].score(proxies, pick(views.text), pick(views.image),
@@ -346,7 +357,7 @@ class UR4Rec(SASRec):
         if self.fusion.uses_retriever:
             views = self.item_views() if views is None else views
             proxies = self._last_proxies(item_seq, item_seq_len, user_text, user_valid, state, views, removed)[0]
-            ret_scores = self.retriever_scores(proxies, views)  # [B, N]
+            ret_scores = self.retriever_scores(proxies, views, None, table)  # [B, N]
         score = self.fusion.rank_scores(seq_scores, ret_scores, state)
         if self.exclude_history:  # items already in the history are not recommended again
             score = score.scatter(1, item_seq, float("-inf"))
@@ -381,11 +392,12 @@ class UR4Rec(SASRec):
         takes history items out of the memory first (slot effects).
         """
         views = self.item_views() if views is None else views
-        state = self.gather_indexes(self.sequence_states(item_seq, self.item_table()), item_seq_len - 1)  # [B, H]
+        table = self.item_table()
+        state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
         (proxies, attention), (_, valid, slot_position), kinds = self._last_proxies(
             item_seq, item_seq_len, user_text, user_valid, state, views, removed, return_attention=True)
         wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
-        per_proxy = self.retriever_proxy_scores(proxies, views.take(wanted))  # [B, K, U]
+        per_proxy = self.retriever_proxy_scores(proxies, views.take(wanted), table[wanted])  # [B, K, U]
         per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
         shares = PROXY_SHARES[self.proxy_pooling](per_proxy)  # [B, K, k]
         item_attention = torch.einsum("bkj,bkm->bjm", shares, attention)  # [B, k, 1 + M]
@@ -442,7 +454,8 @@ class UR4Rec(SASRec):
         targets = targets[valid]  # [P]
         candidates = self.negatives.candidates(targets)  # the catalogue, or a sample (train_negatives)
         items = None if candidates.whole else candidates.items  # [C]
-        seq_logits = state @ (table if items is None else table[items]).T  # [P, C]
+        candidate_table = table if items is None else table[items]  # [C, H]
+        seq_logits = state @ candidate_table.T  # [P, C]
 
         ret_logits = proxies = views = None
         terms = self.active_terms()
@@ -450,7 +463,7 @@ class UR4Rec(SASRec):
             rows = torch.arange(len(item_seq), device=item_seq.device)[:, None].expand_as(positions)[valid]  # [P]
             proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid],
                                                       state, items)  # [P, K, H]
-            ret_logits = self.retriever_scores(proxies, views, item_rows)  # [P, C]
+            ret_logits = self.retriever_scores(proxies, views, item_rows, candidate_table)  # [P, C]
         logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
         if self.train_exclude_history:
             seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
