@@ -20,6 +20,7 @@ ablation's (same process, one after the other), best epoch and epochs run.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -33,28 +34,27 @@ VARIANTS: list[tuple[str, str, dict[str, str]]] = [
     ("ablation", "retriever off: SASRec on the same windows (`retriever_weight=0`, `fusion=none`)",
      {"retriever_weight": "0", "fusion": "none"}),
     ("UR4Rec", "the shipped design", {}),
+    ("round-one design", "static queries, hard max, two-layer adapter, text only in the retriever",
+     {"retriever_query": "proxies", "proxy_pooling": "max", "item_adapter": "mlp", "text_in_items": "False"}),
     # (a) queries
-    ("static queries", "K learned proxy queries, not conditioned on the sequence state", {"retriever_query": "proxies"}),
+    ("static queries", "K learned queries, not conditioned on the sequence state", {"retriever_query": "proxies"}),
     # (b) pooling
     ("max pooling", "hard max over proxies", {"proxy_pooling": "max"}),
-    ("mean pooling", "mean over proxies", {"proxy_pooling": "mean"}),
     ("logsumexp pooling", "smooth max over proxies", {"proxy_pooling": "logsumexp"}),
     # (c) diversity
     ("diversity 0.1", "proxy diversity loss, weight 0.1", {"diversity_weight": "0.1"}),
     # (d) knowledge texts
-    ("no titles", "knowledge texts without titles", {"item_text_fields": "NO_TITLE"}),
+    ("no titles", "knowledge texts without the title column", {"item_text_fields": "NO_TITLE"}),
     # (e) adapters
-    ("mlp adapter", "two-layer trainable item adapter (the original)", {"item_adapter": "mlp"}),
-    ("linear adapter", "one linear map", {"item_adapter": "linear"}),
-    ("lowrank adapter", "rank-16 linear map", {"item_adapter": "lowrank"}),
-    ("frozen adapter", "fixed PCA projection of the knowledge vectors", {"item_adapter": "frozen"}),
+    ("linear adapter", "one trainable linear map instead of the frozen projection", {"item_adapter": "linear"}),
+    ("lowrank adapter", "rank-16 trainable map", {"item_adapter": "lowrank"}),
     # (f) text in the item representation
-    ("text in items", "adapted knowledge vector added to the ID embedding (UniSRec-style)", {"text_in_items": "True"}),
-    ("no text in items", "text only in the retriever", {"text_in_items": "False"}),
-    # memory
+    ("no text in items", "text only in the retriever, not added to the ID embeddings", {"text_in_items": "False"}),
+    # memory and fusion
     ("no profile", "memory without the preference profile", {"use_profile": "False"}),
+    ("query fusion", "the mean proxy moves SASRec's query instead of a second score", {"fusion": "query"}),
     # (g) staging
-    ("backbone first", "backbone alone, then retriever and fusion on the frozen backbone",
+    ("backbone first", "backbone alone (no text), then retriever and fusion on the frozen backbone",
      {"stages": "STAGED"}),
 ]
 
@@ -64,13 +64,29 @@ def title_free_fields(config) -> list[str]:
     return [f for f in config["item_text_fields"] if "title" not in f]
 
 
-def resolve(overrides: dict[str, str], base) -> dict[str, str]:
+def own_copy(base, out: Path, name: str) -> str:
+    """A copy of the dataset's atomic files (and folder yaml) under ``out``, for a variant whose texts differ.
+
+    Text and vector files are named by dataset and source only, so a variant
+    with other knowledge fields would overwrite the shipped texts that runs
+    in parallel read; on its own copy it writes its own. Returns the data_path.
+    """
+    source, target = Path(base["data_path"]), out / f"data-{name}" / base["dataset"]
+    target.mkdir(parents=True, exist_ok=True)
+    for path in source.iterdir():
+        if path.suffix in (".inter", ".item", ".user", ".yaml") and not (target / path.name).exists():
+            shutil.copy2(path, target / path.name)
+    return str(target.parent)
+
+
+def resolve(overrides: dict[str, str], base, out: Path) -> dict[str, str]:
     """Fill the placeholders that depend on the dataset's settings."""
     resolved = dict(overrides)
     if resolved.get("item_text_fields") == "NO_TITLE":
         resolved["item_text_fields"] = str(title_free_fields(base))
+        resolved["data_path"] = own_copy(base, out, "no-titles")
     if resolved.get("stages") == "STAGED":
-        first = int(base["staged_backbone_epochs"] or 20)
+        first = 20  # the ablation's best epoch is about 20 on amazon-office
         resolved["stages"] = str([
             {"name": "backbone", "epochs": first, "train": ["backbone"], "fusion": "none", "retriever_weight": 0},
             {"name": "retriever", "epochs": int(base["epochs"]) - first, "train": ["retriever", "fusion"]}])
@@ -136,7 +152,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in (int(s) for s in args.seeds.split(",")):
             path = args.out / "runs" / f"{name.replace(' ', '-')}-seed{seed}.json"
             if not path.is_file():
-                write_json(path, run_variant(args.dataset, args.config_files, resolve(overrides, base), seed))
+                write_json(path, run_variant(args.dataset, args.config_files, resolve(overrides, base, args.out), seed))
             import json
 
             results.setdefault(name, []).append(json.loads(path.read_text()))
