@@ -184,3 +184,26 @@ def test_bad_settings_are_rejected_before_any_data_is_loaded(tmp_path):
     ]:
         with pytest.raises(ValueError, match=message):
             Config("UR4Rec", "tiny", cmd_overrides={**missing, key: value})
+
+
+def test_bf16_text_vectors_rank_as_fp32_ones_in_a_tiny_model(tiny):
+    """bf16 encoding (auto where the CPU has native bf16) changes the model's rankings by at most one item in ten."""
+    from ur4rec_recbole.features.text_vectors import encode_texts
+    from ur4rec_recbole.texts.records import ITEM_KIND, read_records, text_path
+
+    _, overrides = tiny
+    config, _, train, valid, _ = build_data(overrides)
+    model = make(UR4Rec, config, train._dataset).eval()
+    texts = read_records(text_path(config["data_path"], config["dataset"], ITEM_KIND, config["text_source"]))
+    tokens = train._dataset.field2id_token["item_id"]
+    rows = [i for i, token in enumerate(tokens) if token in texts]
+    batch = first_batch(valid)[0]
+    top = {}
+    for precision in ("fp32", "bf16"):
+        vectors = encode_texts([texts[tokens[i]].text for i in rows], "all-MiniLM-L6-v2", "cpu", precision,
+                               progress=False)
+        model.item_text[rows] = torch.from_numpy(vectors)
+        with torch.no_grad():
+            top[precision] = model.full_sort_predict(batch).topk(10, dim=1).indices  # [B, 10]
+    overlap = [len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(top["fp32"], top["bf16"])]
+    assert min(overlap) >= 0.9, overlap
