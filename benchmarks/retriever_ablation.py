@@ -1,9 +1,11 @@
 """Retriever ablation on VALIDATION: one design choice changed at a time from the shipped UR4Rec.
 
     python benchmarks/retriever_ablation.py --dataset amazon-office \\
-        --config_files dataset/amazon-office/amazon-office.yaml \\
-        --out benchmarks/results/retriever-ablation-amazon-office
+        --out benchmarks/results/retriever-ablation-amazon-office [--key=value ...]
     python benchmarks/retriever_ablation.py --dataset ml-100k --out benchmarks/results/retriever-ablation-ml-100k
+
+``--key=value`` settings apply to every variant (e.g. the backbone the table
+was run with).
 
 Every variant is the dataset's shipped settings (package yaml, dataset yaml,
 ``--config_files``) plus the overrides in ``VARIANTS``; it is trained with
@@ -20,6 +22,7 @@ ablation's (same process, one after the other), best epoch and epochs run.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -141,19 +144,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seeds", default="2020", help="comma-separated seeds")
     parser.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
     parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    fixed = dict(a[2:].split("=", 1) for a in rest if a.startswith("--") and "=" in a)  # every variant, e.g. --hidden_size=64
 
     from ur4rec_recbole.config import Config
 
-    base = Config("UR4Rec", args.dataset, args.config_files)
+    base = Config("UR4Rec", args.dataset, args.config_files, cmd_overrides=fixed)
     chosen = [v for v in VARIANTS if args.variants is None or v[0] in args.variants.split(",")]
     results: dict[str, list[dict]] = {}
     for name, _, overrides in chosen:
         for seed in (int(s) for s in args.seeds.split(",")):
             path = args.out / "runs" / f"{name.replace(' ', '-')}-seed{seed}.json"
-            if not path.is_file():
-                write_json(path, run_variant(args.dataset, args.config_files, resolve(overrides, base, args.out), seed))
-            import json
+            settings = {**fixed, **resolve(overrides, base, args.out)}
+            if not path.is_file() or json.loads(path.read_text()).get("overrides") != settings:  # else reuse it
+                write_json(path, run_variant(args.dataset, args.config_files, settings, seed))
 
             results.setdefault(name, []).append(json.loads(path.read_text()))
     rows = summarise(results)

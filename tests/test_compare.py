@@ -130,9 +130,11 @@ def test_buckets_are_reported_and_tested_per_bucket(compared):
 def test_rerun_skips_finished_runs(compared):
     argv, out, bench, _ = compared
     stamps = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    again = run_ur4rec.main(argv)
+    again = run_ur4rec.main([*argv, "--state=WARNING"])  # a display setting changes no result
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
     assert again["models"][1]["runs"] == bench["models"][1]["runs"]
+    run_ur4rec.main([*argv, "--hidden_dropout_prob=0.3"])  # another setting: every run is run again
+    assert all(p.stat().st_mtime_ns != stamps[p.name] for p in (out / "runs").glob("*.json"))
 
 
 def test_failing_model_is_reported_and_the_others_finish(tiny, tmp_path):

@@ -40,6 +40,16 @@ def seeds_for(n: int) -> list[int]:
     return [FIRST_SEED + i for i in range(n)]
 
 
+DISPLAY_ONLY = frozenset({"state", "show_progress", "checkpoint_dir"})  # settings that change no result
+
+
+def run_settings(cmd_overrides: Mapping[str, str], config_file_list: Sequence[str] | None) -> dict:
+    """What a finished run must share with this invocation to be reused: the command line's settings (those
+    that can change a result) and the config files."""
+    return {"cmd_overrides": {k: str(v) for k, v in sorted(cmd_overrides.items()) if k not in DISPLAY_ONLY},
+            "config_files": [str(f) for f in config_file_list or []]}
+
+
 def run_stem(label: str, seed: int) -> str:
     """A file-name-safe, collision-free stem for one (label, seed)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")[:60]
@@ -79,7 +89,8 @@ def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
             config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str],
             common: Collection[str] = ()) -> dict:
     """Train and test one (model, seed); return its record (``status`` ok or failed)."""
-    record = {"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides), "seed": seed}
+    record = {"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides), "seed": seed,
+              "settings": run_settings(cmd_overrides, config_file_list)}
     overrides = {**cmd_overrides, **spec.overrides, "seed": str(seed),
                  "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
     if "topk" not in overrides and "topk" not in _file_settings(config_file_list):
@@ -110,7 +121,9 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
         path = runs_dir / f"{run_stem(spec.label, seed)}.json"
         if path.is_file():
             previous = json.loads(path.read_text())
-            if previous.get("status") == "ok":
+            # reused only when run under the same settings; otherwise run again (and replace it)
+            if previous.get("status") == "ok" and previous.get("settings") == run_settings(cmd_overrides,
+                                                                                            config_file_list):
                 records.append(previous)
                 continue
         record = run_one(spec, seed, dataset, output, config_file_list, cmd_overrides, common)
