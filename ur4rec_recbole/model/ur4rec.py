@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
@@ -128,6 +129,11 @@ class UR4Rec(SASRec):
         self.proxy_pooling = config["proxy_pooling"]
         self.negatives = NEGATIVE_SAMPLERS[config["train_negatives"]](
             self.n_items, config["train_negatives_count"], training_item_counts(dataset, self.n_items))
+        # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
+        cold = torch.zeros(self.n_items, dtype=torch.bool)
+        cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
+        self.register_buffer("cold", cold, persistent=False)  # [N]
+        self.has_cold = bool(cold.any())
 
         self.retriever = PreferenceRetriever(config, features.item_text.shape[1], self.hidden_size,
                                              features.item_text, features.item_text_mask, self.layer_norm_eps)
@@ -464,6 +470,10 @@ class UR4Rec(SASRec):
             proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid],
                                                       state, items)  # [P, K, H]
             ret_logits = self.retriever_scores(proxies, views, item_rows, candidate_table)  # [P, C]
+        if self.has_cold:  # cold items are out of every softmax, the retriever's InfoNCE included
+            cold = (self.cold if candidates.whole else self.cold[candidates.items])[None, :]  # [1, C]
+            seq_logits = seq_logits.masked_fill(cold, float("-inf"))
+            ret_logits = None if ret_logits is None else ret_logits.masked_fill(cold, float("-inf"))
         logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
         if self.train_exclude_history:
             seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
