@@ -33,8 +33,8 @@ from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
-from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, PROXY_POOLINGS, PROXY_SHARES, RETRIEVER_QUERIES,
-                                            PreferenceRetriever)
+from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, POOL_SCORES, PROXY_POOLINGS, PROXY_SHARES,
+                                            RETRIEVER_QUERIES, PreferenceRetriever)
 from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
 from ur4rec_recbole.training.stages import parse_stages
 
@@ -59,6 +59,7 @@ class RetrieverReasons(NamedTuple):
     slot_kinds: list[str]  # [M] "preference", "text" or "image"
     proxy: torch.Tensor  # [B, k] the proxy whose match is each item's retriever score
     proxy_scores: torch.Tensor  # [B, K, k] every proxy's retriever score of each item
+    score: torch.Tensor  # [B, k] each item's retriever score: the proxies' scores pooled (proxy_pooling)
 
 
 class UR4Rec(SASRec):
@@ -405,12 +406,13 @@ class UR4Rec(SASRec):
         wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
         per_proxy = self.retriever_proxy_scores(proxies, views.take(wanted), table[wanted])  # [B, K, U]
         per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
-        shares = PROXY_SHARES[self.proxy_pooling](per_proxy)  # [B, K, k]
+        pooling = self.proxy_pooling if views.single is not None else "max"  # the modality fusions take the max
+        shares = PROXY_SHARES[pooling](per_proxy)  # [B, K, k]
         item_attention = torch.einsum("bkj,bkm->bjm", shares, attention)  # [B, k, 1 + M]
         valid = torch.cat([(user_valid & self.use_profile)[:, None], valid], dim=1)  # [B, 1 + M]
         slot_position = torch.cat([slot_position.new_full((1,), -1), slot_position])  # [1 + M]
         return RetrieverReasons(attention, item_attention, valid, slot_position, ["preference", *kinds],
-                                per_proxy.argmax(dim=1), per_proxy)
+                                per_proxy.argmax(dim=1), per_proxy, POOL_SCORES[pooling](per_proxy))
 
     def seen_before(self, item_seq: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
                     candidates: Candidates) -> torch.Tensor:
