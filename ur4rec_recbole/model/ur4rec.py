@@ -5,7 +5,7 @@ Reuses RecBole's SASRec pieces (embeddings, ``trm_encoder``,
 user is a fusion (``fusion`` in the config) of
 
 - the sequence score ``h_t . e_i`` (SASRec), and
-- the retriever score ``max_k cos(proxy_k, item_i) / temperature``.
+- the retriever score ``pool_k cos(proxy_k, item_i) / temperature`` (``proxy_pooling``).
 
 Loss: cross-entropy over the catalogue on the fused score(s) plus the
 auxiliary terms of ``losses.LOSS_TERMS`` switched on in the config
@@ -53,7 +53,7 @@ class RetrieverReasons(NamedTuple):
     """What :meth:`UR4Rec.explain` returns (``M`` memory slots, ``K`` proxies, ``k`` items)."""
 
     attention: torch.Tensor  # [B, K, M] each proxy's attention over the slots, heads averaged; rows sum to 1
-    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (its matched proxy's)
+    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (proxies mixed by share)
     valid: torch.Tensor  # [B, M] slots in the memory (masked ones have attention 0)
     slot_position: torch.Tensor  # [M] history position of each slot, -1 for the preference slot
     slot_kinds: list[str]  # [M] "preference", "text" or "image"
