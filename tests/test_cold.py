@@ -169,6 +169,8 @@ def test_cold_items_are_no_training_negatives_for_ur4rec(tiny):
     cold = torch.as_tensor(train._dataset.cold_items, dtype=torch.long)
     assert len(cold) > 0
     model = UR4Rec(config, train._dataset)
+    with torch.no_grad():
+        model.fusion.weight.fill_(-0.5)  # a learned weight may turn negative: the masks must still hold
     model.train()
     loss = model.calculate_loss(next(iter(train)))
     assert torch.isfinite(loss)

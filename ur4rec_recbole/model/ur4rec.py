@@ -472,14 +472,14 @@ class UR4Rec(SASRec):
             proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid],
                                                       state, items)  # [P, K, H]
             ret_logits = self.retriever_scores(proxies, views, item_rows, candidate_table)  # [P, C]
-        if self.has_cold:  # cold items are out of every softmax, the retriever's InfoNCE included
-            cold = (self.cold if candidates.whole else self.cold[candidates.items])[None, :]  # [1, C]
-            seq_logits = seq_logits.masked_fill(cold, float("-inf"))
-            ret_logits = None if ret_logits is None else ret_logits.masked_fill(cold, float("-inf"))
         logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
         if self.train_exclude_history:
             seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
             logit_list = [logits.masked_fill(seen, float("-inf")) for logits in logit_list]
+        if self.has_cold:  # cold items are out of every softmax (after the fusion: -inf must not meet its weight)
+            cold = (self.cold if candidates.whole else self.cold[candidates.items])[None, :]  # [1, C]
+            logit_list = [logits.masked_fill(cold, float("-inf")) for logits in logit_list]
+            ret_logits = None if ret_logits is None else ret_logits.masked_fill(cold, float("-inf"))  # InfoNCE
         loss = sum(candidates.cross_entropy(logits) for logits in logit_list)
         if terms:
             losses = self.auxiliary_losses(LossInputs(
