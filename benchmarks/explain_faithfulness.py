@@ -6,7 +6,7 @@
 For every known user, the top ``--k`` recommendations are explained exactly as
 ``recommend(user, explain=True, top_slots=None)`` explains them: the proxy that
 matched the item, its attention over every memory slot, and each slot's effect
-(the item's retriever score, max over proxies of cosine / temperature, minus
+(the item's retriever score, the proxies' cosine / temperature pooled, minus
 the score with that slot taken out of the memory). Per item, the drop for the
 top-attended history item is the effect of the history slot with the most
 attention; the drop for a random history item is the mean effect over the

@@ -159,3 +159,21 @@ def test_only_rows_without_a_warm_history_leave_evaluation(tmp_path, caplog):
     assert u1 not in valid._dataset.inter_feat["user_id"]  # nothing warm before its validation target
     assert len(valid._dataset) == 23 and len(test._dataset) == 24  # its test row keeps the warm validation item
     assert "1 validation and 0 test rows had only cold items" in caplog.text
+
+
+def test_cold_items_are_no_training_negatives_for_ur4rec(tiny):
+    """A cold item's ID embedding learns nothing from the training split: not even 'never recommend me'."""
+    from ur4rec_recbole.model import UR4Rec
+
+    config, _, train, _, _ = build_data({**tiny[1], "cold_items": "0.25", "retriever_weight": "0.5"})
+    cold = torch.as_tensor(train._dataset.cold_items, dtype=torch.long)
+    assert len(cold) > 0
+    model = UR4Rec(config, train._dataset)
+    with torch.no_grad():
+        model.fusion.weight.fill_(-0.5)  # a learned weight may turn negative: the masks must still hold
+    model.train()
+    loss = model.calculate_loss(next(iter(train)))
+    assert torch.isfinite(loss)
+    loss.backward()
+    grad = model.item_embedding.weight.grad
+    assert grad[cold].abs().sum() == 0 and grad.abs().sum() > 0

@@ -26,9 +26,9 @@ from ur4rec_recbole.run.recommend.loading import Loaded
 K = 5
 
 
-def train(root: Path, tmp: Path, model: str = "UR4Rec"):
+def train(root: Path, tmp: Path, model: str = "UR4Rec", **extra):
     """One epoch on the tiny data, as run_ur4rec.py trains: (Recommender over the model in memory, checkpoint)."""
-    overrides = tiny_overrides(root, tmp)
+    overrides = {**tiny_overrides(root, tmp), **extra}
     config, dataset, train_data, valid_data, _ = build_data(overrides, model=model)
     net = get_model(model)(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
@@ -333,9 +333,14 @@ def test_cli_takes_a_results_file_and_a_title_column(trained, tmp_path, capsys):
     fails_clearly(capsys, lambda: recommend_cli.main(["--checkpoint", str(results), "--all"]), "names no checkpoint")
 
 
-def test_a_slots_effect_is_the_retriever_score_lost_without_it(trained):
-    """Checked from outside: the same history without that item (or without a profile) scores the item lower by it."""
-    rec, _, _ = trained
+def test_a_slots_effect_is_the_retriever_score_lost_without_it(trained, tmp_path):
+    """Checked from outside: the same history without that item (or without a profile) scores the item lower by it.
+
+    With static queries (``retriever_query: proxies``) the retriever reads the memory alone, so removing an item
+    from the history changes its score exactly by that slot's effect; state-conditioned queries would also move
+    with the sequence state, which the effect (memory only) leaves as it is.
+    """
+    rec, _ = train(trained[2], tmp_path, retriever_query="proxies")
     history, text = ["i1", "i6", "i11", "i16", "i21"], "Preferred category: Comedy (60%), Drama (40%)."
     weight = float(rec.model.fusion.weight.detach())  # the retriever part is weight x retriever score
     answer = rec.recommend(history=history, k=3, explain=True, top_slots=None, profile=text)

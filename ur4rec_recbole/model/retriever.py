@@ -99,6 +99,13 @@ def mean_pooling(unit_proxies: torch.Tensor, unit_items: torch.Tensor, temperatu
 
 PROXY_POOLINGS = {"max": max_pooling, "logsumexp": logsumexp_pooling, "mean": mean_pooling}
 
+# the pooled score from each proxy's score: [P, K, N] -> [P, N] (what score() computes from the vectors)
+POOL_SCORES = {
+    "max": lambda scores: scores.amax(dim=1),
+    "logsumexp": lambda scores: torch.logsumexp(scores, dim=1) - math.log(scores.shape[1]),
+    "mean": lambda scores: scores.mean(dim=1),
+}
+
 # each proxy's share of an item's pooled score (its share of the gradient): [P, K, N] scores -> [P, K, N] weights
 PROXY_SHARES = {
     "max": lambda scores: F.one_hot(scores.argmax(dim=1), scores.shape[1]).transpose(1, 2).to(scores.dtype),

@@ -5,7 +5,7 @@ Reuses RecBole's SASRec pieces (embeddings, ``trm_encoder``,
 user is a fusion (``fusion`` in the config) of
 
 - the sequence score ``h_t . e_i`` (SASRec), and
-- the retriever score ``max_k cos(proxy_k, item_i) / temperature``.
+- the retriever score ``pool_k cos(proxy_k, item_i) / temperature`` (``proxy_pooling``).
 
 Loss: cross-entropy over the catalogue on the fused score(s) plus the
 auxiliary terms of ``losses.LOSS_TERMS`` switched on in the config
@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
@@ -32,8 +33,8 @@ from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
-from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, PROXY_POOLINGS, PROXY_SHARES, RETRIEVER_QUERIES,
-                                            PreferenceRetriever)
+from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, POOL_SCORES, PROXY_POOLINGS, PROXY_SHARES,
+                                            RETRIEVER_QUERIES, PreferenceRetriever)
 from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
 from ur4rec_recbole.training.stages import parse_stages
 
@@ -52,12 +53,13 @@ class RetrieverReasons(NamedTuple):
     """What :meth:`UR4Rec.explain` returns (``M`` memory slots, ``K`` proxies, ``k`` items)."""
 
     attention: torch.Tensor  # [B, K, M] each proxy's attention over the slots, heads averaged; rows sum to 1
-    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (its matched proxy's)
+    item_attention: torch.Tensor  # [B, k, M] the attention behind each item's score (proxies mixed by share)
     valid: torch.Tensor  # [B, M] slots in the memory (masked ones have attention 0)
     slot_position: torch.Tensor  # [M] history position of each slot, -1 for the preference slot
     slot_kinds: list[str]  # [M] "preference", "text" or "image"
     proxy: torch.Tensor  # [B, k] the proxy whose match is each item's retriever score
     proxy_scores: torch.Tensor  # [B, K, k] every proxy's retriever score of each item
+    score: torch.Tensor  # [B, k] each item's retriever score: the proxies' scores pooled (proxy_pooling)
 
 
 class UR4Rec(SASRec):
@@ -128,6 +130,11 @@ class UR4Rec(SASRec):
         self.proxy_pooling = config["proxy_pooling"]
         self.negatives = NEGATIVE_SAMPLERS[config["train_negatives"]](
             self.n_items, config["train_negatives_count"], training_item_counts(dataset, self.n_items))
+        # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
+        cold = torch.zeros(self.n_items, dtype=torch.bool)
+        cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
+        self.register_buffer("cold", cold, persistent=False)  # [N]
+        self.has_cold = bool(cold.any())
 
         self.retriever = PreferenceRetriever(config, features.item_text.shape[1], self.hidden_size,
                                              features.item_text, features.item_text_mask, self.layer_norm_eps)
@@ -399,12 +406,13 @@ class UR4Rec(SASRec):
         wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
         per_proxy = self.retriever_proxy_scores(proxies, views.take(wanted), table[wanted])  # [B, K, U]
         per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
-        shares = PROXY_SHARES[self.proxy_pooling](per_proxy)  # [B, K, k]
+        pooling = self.proxy_pooling if views.single is not None else "max"  # the modality fusions take the max
+        shares = PROXY_SHARES[pooling](per_proxy)  # [B, K, k]
         item_attention = torch.einsum("bkj,bkm->bjm", shares, attention)  # [B, k, 1 + M]
         valid = torch.cat([(user_valid & self.use_profile)[:, None], valid], dim=1)  # [B, 1 + M]
         slot_position = torch.cat([slot_position.new_full((1,), -1), slot_position])  # [1 + M]
         return RetrieverReasons(attention, item_attention, valid, slot_position, ["preference", *kinds],
-                                per_proxy.argmax(dim=1), per_proxy)
+                                per_proxy.argmax(dim=1), per_proxy, POOL_SCORES[pooling](per_proxy))
 
     def seen_before(self, item_seq: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
                     candidates: Candidates) -> torch.Tensor:
@@ -468,6 +476,10 @@ class UR4Rec(SASRec):
         if self.train_exclude_history:
             seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
             logit_list = [logits.masked_fill(seen, float("-inf")) for logits in logit_list]
+        if self.has_cold:  # cold items are out of every softmax (after the fusion: -inf must not meet its weight)
+            cold = (self.cold if candidates.whole else self.cold[candidates.items])[None, :]  # [1, C]
+            logit_list = [logits.masked_fill(cold, float("-inf")) for logits in logit_list]
+            ret_logits = None if ret_logits is None else ret_logits.masked_fill(cold, float("-inf"))  # InfoNCE
         loss = sum(candidates.cross_entropy(logits) for logits in logit_list)
         if terms:
             losses = self.auxiliary_losses(LossInputs(

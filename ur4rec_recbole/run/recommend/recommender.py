@@ -259,7 +259,7 @@ class Recommender:
                  rows_per_call: int = 512) -> torch.Tensor:
         """How much each shown slot's removal lowers its item's retriever score. ``[B, k, S]``"""
         batch_size, k, count = shown.shape
-        base = reasons.proxy_scores.amax(dim=1)  # [B, k] the items' retriever scores (max over proxies)
+        base = reasons.score  # [B, k] the items' retriever scores (the proxies' scores pooled)
         request, item = torch.meshgrid(torch.arange(batch_size), torch.arange(k), indexing="ij")
         request = request[..., None].expand(-1, -1, count).reshape(-1).to(top.device)  # [R]
         item = item[..., None].expand(-1, -1, count).reshape(-1).to(top.device)
@@ -274,7 +274,7 @@ class Recommender:
             removed[torch.nonzero(history).squeeze(1), position[history]] = True
             part.user_valid = part.user_valid & history  # taking the preference slot out masks it
             after = self.scorer.reasons(part, top[request[rows], item[rows]][:, None], removed)
-            drops[rows] = base[request[rows], item[rows]] - after.proxy_scores.amax(dim=1)[:, 0]
+            drops[rows] = base[request[rows], item[rows]] - after.score[:, 0]
         return drops.view(batch_size, k, count)
 
     def _explanation(self, i: int, j: int, explained: Explained, batch: Batch, request: Request) -> Explanation:
