@@ -107,7 +107,16 @@ class LoopbackLLM:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
+            def _done(self) -> None:
+                """The request stops counting as in flight (once): before its answer goes out, so a client that
+                sends its next request on receiving it never sees two in flight."""
+                if getattr(self, "_in_flight", False):
+                    self._in_flight = False
+                    with server._lock:
+                        server.in_flight -= 1
+
             def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                self._done()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -124,13 +133,14 @@ class LoopbackLLM:
                     return
                 auth = self.headers.get("Authorization", "")
                 mode = server._next_mode()
+                self._in_flight = True
                 try:
                     self._reply(mode, body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout): nothing to answer
                 finally:
+                    self._done()
                     with server._lock:
-                        server.in_flight -= 1
                         server.requests.append(SeenRequest(
                             started, time.time(), mode, body.get("model", ""), body.get("messages", []),
                             auth.startswith("Bearer ") and len(auth) > 7,
