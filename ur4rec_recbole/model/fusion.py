@@ -19,6 +19,7 @@ class NoFusion(nn.Module):
     """``none``: the sequence score alone (the retriever may still train by InfoNCE)."""
 
     uses_retriever = False
+    reads_item_table = False  # True: the retriever scores items with SASRec's item table (``query``)
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__()
@@ -38,6 +39,7 @@ class WeightedFusion(nn.Module):
     """``weighted``: ``seq + w * ret`` with one learned weight ``w``."""
 
     uses_retriever = True
+    reads_item_table = False
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__()
@@ -97,6 +99,7 @@ class RankFusion(nn.Module):
     """
 
     uses_retriever = True
+    reads_item_table = False
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__()

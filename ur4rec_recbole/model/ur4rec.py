@@ -320,7 +320,7 @@ class UR4Rec(SASRec):
     def retriever_proxy_scores(self, proxies: torch.Tensor, views: ItemViews, table: torch.Tensor) -> torch.Tensor:
         """Each proxy's retriever score of the items ``[P, K, n]`` (``views``/``table``: their rows), pooled
         over proxies by ``proxy_pooling`` into the retriever score."""
-        if getattr(self.fusion, "reads_item_table", False):
+        if self.fusion.reads_item_table:
             return torch.einsum("pkh,nh->pkn", proxies, table)
         if views.single is not None:
             sims = self.retriever.proxy_similarities(proxies, views.single)
@@ -335,7 +335,7 @@ class UR4Rec(SASRec):
         ``rows``: the candidates' rows in ``views`` (None: all); ``table``: their rows of the
         item table (``fusion: query`` scores the mean proxy against it).
         """
-        if getattr(self.fusion, "reads_item_table", False):
+        if self.fusion.reads_item_table:
             return proxies.mean(dim=1) @ table.T
         pick = (lambda t: t) if rows is None else (lambda t: t[rows])
         if views.single is not None:
