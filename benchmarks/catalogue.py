@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     import torch
 
-    from ur4rec_recbole.io import machine, write_json, write_text
+    from ur4rec_recbole.io import machine, write_result_files
 
     rows = []
     for n_items in args.items:
@@ -189,10 +189,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     output = args.output or Path(__file__).parent / "results" / f"catalogue{gpu}.json"
     result = {"command": " ".join(["python", *sys.argv]) if argv is None else " ".join(argv),
               "machine": machine(), "rows": rows}
-    write_json(output, result)
-    table = markdown(result)
-    write_text(output.with_suffix(".md"), table)
-    print(table)
+    write_result_files(output, result, markdown(result))
     return result
 
 

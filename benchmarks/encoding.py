@@ -31,7 +31,7 @@ import ur4rec_recbole  # noqa: F401  (first: sets the OpenMP wait policy before 
 import torch
 
 from ur4rec_recbole.features.text_vectors import _load, encode_texts, resolve_device, resolve_precision
-from ur4rec_recbole.io import machine, write_json, write_text
+from ur4rec_recbole.io import machine, write_result_files
 from ur4rec_recbole.run.prepare import prepare_run
 from ur4rec_recbole.texts.build import build_texts
 from ur4rec_recbole.texts.records import read_records
@@ -155,10 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
               "machine": machine(), "rows": rows}
     gpu = "-gpu" if device.startswith("cuda") else ""
     output = args.output or Path(__file__).parent / "results" / f"encoding-{args.dataset}{gpu}.json"
-    write_json(output, result)
-    table = markdown(result)
-    write_text(output.with_suffix(".md"), table)
-    print(table)
+    write_result_files(output, result, markdown(result))
     return result
 
 

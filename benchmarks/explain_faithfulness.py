@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-from ur4rec_recbole.io import machine, write_json, write_text
+from ur4rec_recbole.io import machine, write_result_files
 from ur4rec_recbole.run.recommend import Recommender
 
 
@@ -103,10 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
               "model": rec.config["model"], "dataset": rec.config["dataset"], "k": args.k, "machine": machine(),
               "summary": summary, "per_user": {"users": users, "drop_top": top.tolist(), "drop_random": random.tolist()}}
     output = args.output or Path(__file__).parent / "results" / f"explain-faithfulness-{rec.config['dataset']}.json"
-    write_json(output, result)
-    table = markdown(result)
-    write_text(output.with_suffix(".md"), table)
-    print(table)
+    write_result_files(output, result, markdown(result))
     return result
 
 

@@ -30,7 +30,7 @@ from time import perf_counter
 
 import numpy as np
 
-from ur4rec_recbole.io import machine, write_json, write_text
+from ur4rec_recbole.io import machine, write_result_files
 from ur4rec_recbole.run.recommend import Recommender, write_recommendations
 
 TOP_K = 10
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
               "model": rec.config["model"], "dataset": rec.config["dataset"], "items": len(rec.catalogue.item_ids),
               "machine": machine(), "load_seconds": load_seconds, "latency": latency, "all_users": all_users}
     output = args.output or Path(__file__).parent / "results" / f"recommend-speed-{rec.config['dataset']}.json"
-    write_json(output, result)
-    table = markdown(result)
-    write_text(output.with_suffix(".md"), table)
-    print(table)
+    write_result_files(output, result, markdown(result))
     return result
 
 

@@ -27,7 +27,7 @@ from recbole.data import data_preparation
 from recbole.utils import init_seed
 from tqdm import tqdm
 
-from ur4rec_recbole.io import machine, write_json, write_text
+from ur4rec_recbole.io import machine, write_result_files
 from ur4rec_recbole.lookups import get_model, get_trainer
 from ur4rec_recbole.run.prepare import prepare_run
 
@@ -134,10 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [measure(name, model, settings, args.dataset, args) for name, model, settings in VARIANTS]
     result = {"dataset": args.dataset, "gpu": args.gpu, "command": " ".join(["python", *sys.argv]), "machine": machine(),
               "rows": rows}
-    write_json(output, result)
-    table = markdown(result)
-    write_text(output.with_suffix(".md"), table)
-    print(table)
+    write_result_files(output, result, markdown(result))
     return result
 
 

@@ -85,6 +85,13 @@ def write_json(path: str | os.PathLike, payload: Any, fix: str | None = None) ->
     write_text(path, json.dumps(payload, indent=2, sort_keys=False), fix)
 
 
+def write_result_files(path: str | os.PathLike, result: Any, table: str) -> None:
+    """A benchmark's result: ``result`` as JSON at ``path``, ``table`` as markdown beside it (``.md``), printed."""
+    write_json(path, result)
+    write_text(Path(path).with_suffix(".md"), table)
+    print(table)
+
+
 def plain_value(value: Any) -> Any:
     """Turn a value into str/int/float/bool/None/list/dict only (enums, devices, numpy scalars)."""
     if value is None or isinstance(value, (bool, int, float, str)):
