@@ -49,8 +49,10 @@ class SyntheticCatalogue:
         self.n_items, self.item_field = n_items, config["ITEM_ID_FIELD"]
         item_text = torch.nn.functional.normalize(torch.randn(n_items, TEXT_DIM, generator=generator), dim=-1)
         user_text = torch.nn.functional.normalize(torch.randn(USERS, TEXT_DIM, generator=generator), dim=-1)
-        self.features = FeatureSet(item_text, torch.ones(n_items, dtype=torch.bool),
-                                   user_text, torch.ones(USERS, dtype=torch.bool))
+        # one profile per user, written from the whole portion (cut-off 0: read at every position)
+        profile_text = torch.cat([torch.zeros(1, TEXT_DIM), user_text])  # row 0: no profile
+        self.features = FeatureSet(item_text, torch.ones(n_items, dtype=torch.bool), profile_text,
+                                   torch.arange(1, USERS + 1)[:, None], torch.zeros(USERS, 1, dtype=torch.long))
         self.training_histories = {u: torch.randint(1, n_items, (LENGTH,), generator=generator).numpy()
                                    for u in range(USERS)}
 
@@ -63,6 +65,8 @@ def batches(config, n_items: int, count: int, device):
     import torch
     from recbole.data.interaction import Interaction
 
+    from ur4rec_recbole.data.dataset import HISTORY_START, TRAIN_FROM
+
     generator = torch.Generator().manual_seed(1)
     for _ in range(count):
         yield Interaction({
@@ -71,7 +75,8 @@ def batches(config, n_items: int, count: int, device):
                                                                             generator=generator),
             config["ITEM_LIST_LENGTH_FIELD"]: torch.full((BATCH,), LENGTH),
             config["ITEM_ID_FIELD"]: torch.randint(1, n_items, (BATCH,), generator=generator),
-            "train_from": torch.full((BATCH,), LENGTH - STRIDE),
+            TRAIN_FROM: torch.full((BATCH,), LENGTH - STRIDE),
+            HISTORY_START: torch.zeros(BATCH, dtype=torch.long),  # each window starts its portion
         }).to(device)
 
 
