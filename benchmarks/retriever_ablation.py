@@ -41,6 +41,8 @@ VARIANTS: list[tuple[str, str, dict[str, str]]] = [
      {"retriever_query": "proxies", "proxy_pooling": "max", "item_adapter": "mlp", "text_in_items": "False"}),
     # (a) queries
     ("static queries", "K learned queries, not conditioned on the sequence state", {"retriever_query": "proxies"}),
+    ("late interaction", "the item matched with every memory slot, pooled by attention (`retriever_scoring=slots`)",
+     {"retriever_scoring": "slots"}),
     # (b) pooling
     ("max pooling", "hard max over proxies", {"proxy_pooling": "max"}),
     ("logsumexp pooling", "smooth max over proxies", {"proxy_pooling": "logsumexp"}),

@@ -68,6 +68,9 @@ VARIANTS = [
     {"text_in_items": "True"}, {"use_profile": "False"}, {"diversity_weight": "0.1"},
     {"train_exclude_history": "True", "exclude_history": "True"},
     {"fusion": "query", "proxy_pooling": "mean", "retriever_query": "state", "text_in_items": "True"},
+    {"retriever_scoring": "slots"},
+    {"retriever_scoring": "slots", "retriever_query": "proxies", "item_adapter": "mlp", "text_in_items": "True"},
+    {"retriever_scoring": "slots", "train_negatives": "uniform", "train_negatives_count": "8"},
 ]
 
 

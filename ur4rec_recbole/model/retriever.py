@@ -12,12 +12,25 @@ representation: ``mlp``, ``linear``, ``lowrank``, ``frozen``),
 ``retriever_query`` (``proxies``: K learned queries; ``state``: the same
 queries shifted by the sequence state at the position) and ``proxy_pooling``
 (``max``, ``logsumexp``, ``mean``).
+
+``retriever_scoring`` says how the memory becomes an item's score.
+``proxies``: the proxies read a softmax-weighted mix of the slots through a
+transformer block and the item is matched against that mix. ``slots``
+(late interaction): the item is matched against every slot and the matches
+are pooled by the attention, ``r_i = log sum_s exp(a_s + beta * cos(slot_s,
+item_i))`` with ``a_s`` the proxies' attention logit of slot ``s`` (plus a
+learned recency bias) and ``beta`` a learned sharpness. Then the item's
+attention ``w_s|i = softmax_s(a_s + beta * cos)`` is exactly the share of the
+score each slot carries, and taking slot ``s`` out of the memory lowers the
+score by exactly ``-log(1 - w_s|i)``: the most attended slot is always the
+one whose removal costs most, so explanations that name it are faithful by
+construction.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +126,58 @@ PROXY_SHARES = {
     "mean": lambda scores: torch.full_like(scores, 1.0 / scores.shape[1]),
 }
 RETRIEVER_QUERIES = ("proxies", "state")
+RETRIEVER_SCORINGS = ("proxies", "slots")
+
+
+class SlotRead(NamedTuple):
+    """What late-interaction scoring (``retriever_scoring: slots``) reads for ``P`` queries over ``1 + M`` slots."""
+
+    logits: torch.Tensor  # [P, K, 1 + M] each proxy's attention logit of each slot plus its recency bias
+    mask: torch.Tensor  # [P, 1 + M] slots the query may read (logits elsewhere are finite but unused)
+    slot_rows: torch.Tensor  # [P, M] the row of each history slot's item in the item views
+    profile: torch.Tensor  # [P, H] the adapted preference slot (slot 0)
+    sharpness: torch.Tensor  # [] beta: the slot-item cosine's weight in the score
+
+    @property
+    def slot_logits(self) -> torch.Tensor:
+        """``a_s``: the proxies' logits of each slot pooled (``logsumexp_k - log K``), -inf where masked.
+        ``[P, 1 + M]``"""
+        pooled = torch.logsumexp(self.logits, dim=1) - math.log(self.logits.shape[1])
+        return pooled.masked_fill(~self.mask, float("-inf"))
+
+
+class _SlotKernelSum(torch.autograd.Function):
+    """``out[p, c] = sum_m weights[p, m] * kernel[rows[p, m], c]`` without building ``[P, M, C]``.
+
+    Forward and the kernel's gradient are sparse products (``P x M`` non-zeros);
+    the weights' gradient gathers the kernel rows chunk by chunk, so memory
+    stays bounded for any number of queries.
+    """
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(weights, rows, kernel)
+        return torch.sparse.mm(_sparse_rows(weights, rows, kernel.shape[0]), kernel)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weights, rows, kernel = ctx.saved_tensors
+        d_weights = d_kernel = None
+        if ctx.needs_input_grad[0]:
+            chunk = max(1, (1 << 24) // max(1, rows.shape[1] * kernel.shape[1]))  # ~16M gathered values at a time
+            d_weights = torch.cat([torch.einsum("pc,pmc->pm", grad[i: i + chunk], kernel[rows[i: i + chunk]])
+                                   for i in range(0, len(rows), chunk)]) if len(rows) else torch.zeros_like(weights)
+        if ctx.needs_input_grad[2]:
+            d_kernel = torch.sparse.mm(_sparse_rows(weights, rows, kernel.shape[0]).t(), grad)
+        return d_weights, None, d_kernel
+
+
+def _sparse_rows(weights: torch.Tensor, rows: torch.Tensor, width: int) -> torch.Tensor:
+    """``[P, M]`` weights at columns ``rows`` as a sparse ``[P, width]`` matrix (repeated columns add up)."""
+    query = torch.arange(len(rows), device=rows.device)[:, None].expand_as(rows)
+    indices = torch.stack([query.reshape(-1), rows.reshape(-1)])
+    return torch.sparse_coo_tensor(indices, weights.reshape(-1), (len(rows), width),
+                                   check_invariants=False).coalesce()
 
 
 class PreferenceRetriever(nn.Module):
@@ -142,6 +207,11 @@ class PreferenceRetriever(nn.Module):
         self.norm1 = nn.LayerNorm(hidden, eps=layer_norm_eps)
         self.norm2 = nn.LayerNorm(hidden, eps=layer_norm_eps)
         self.dropout = nn.Dropout(config["retriever_dropout"])
+        # late interaction (retriever_scoring: slots): a recency bias per distance from the query's position
+        # (index 0: the preference slot), and the cosine's weight beta, starting at 1 / temperature
+        self.scoring = config["retriever_scoring"]
+        self.recency = nn.Parameter(torch.zeros(config["MAX_ITEM_LIST_LENGTH"] + 1))
+        self.log_sharpness = nn.Parameter(torch.tensor(-math.log(self.temperature)))
 
     def item_representations(self, item_text: torch.Tensor, item_text_mask: torch.Tensor,
                              id_embeddings: torch.Tensor) -> torch.Tensor:
@@ -164,6 +234,25 @@ class PreferenceRetriever(nn.Module):
         valid = torch.cat([v for _, v in histories], dim=1)  # [B, M]
         return memory, valid, index.repeat(len(histories))
 
+    def _attention_logits(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
+                          rows: torch.Tensor, positions: torch.Tensor, profile: torch.Tensor,
+                          profile_valid: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Masked attention logits of every proxy and head over [preference; memory] ``[P, nh, K, 1 + M]``,
+        with the query bases ``[P, K, H]`` and the values ``[P, 1 + M, nh, d]`` (arguments: :meth:`proxy_states`)."""
+        batch, slots, _ = memory.shape
+        mask = (slot_position[None, :] <= positions[:, None]) & valid[rows]  # [P, M]
+        mask = torch.cat([profile_valid[:, None], mask], dim=-1)  # [P, 1 + M]
+        k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
+        v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
+        k = torch.cat([self.key(profile).view(-1, 1, self.n_heads, self.head_dim), k], dim=1)  # [P, 1 + M, nh, d]
+        v = torch.cat([self.value(profile).view(-1, 1, self.n_heads, self.head_dim), v], dim=1)
+        base = self.proxies.expand(len(rows), -1, -1)  # [P, K, H]
+        if self.state_query is not None:
+            base = base + self.state_query(states)[:, None]  # queries conditioned on the sequence state
+        q = self.query(base).view(*base.shape[:2], self.n_heads, self.head_dim)  # [P, K, nh, d]
+        logits = torch.einsum("pknd,pmnd->pnkm", q, k) / math.sqrt(self.head_dim)  # [P, nh, K, 1 + M]
+        return logits.masked_fill(~mask[:, None, None, :], float("-inf")), base, v
+
     def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
                      rows: torch.Tensor, positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor,
                      states: torch.Tensor, return_attention: bool = False):
@@ -178,24 +267,80 @@ class PreferenceRetriever(nn.Module):
         attention over [preference; memory] averaged over heads ``[P, K, 1 + M]``
         (a distribution over the slots it may see; what explanations show).
         """
-        batch, slots, _ = memory.shape
-        mask = (slot_position[None, :] <= positions[:, None]) & valid[rows]  # [P, M]
-        mask = torch.cat([profile_valid[:, None], mask], dim=-1)  # [P, 1 + M]
-        k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
-        v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
-        k = torch.cat([self.key(profile).view(-1, 1, self.n_heads, self.head_dim), k], dim=1)  # [P, 1 + M, nh, d]
-        v = torch.cat([self.value(profile).view(-1, 1, self.n_heads, self.head_dim), v], dim=1)
-        base = self.proxies.expand(len(rows), -1, -1)  # [P, K, H]
-        if self.state_query is not None:
-            base = base + self.state_query(states)[:, None]  # queries conditioned on the sequence state
-        q = self.query(base).view(*base.shape[:2], self.n_heads, self.head_dim)  # [P, K, nh, d]
-        logits = torch.einsum("pknd,pmnd->pnkm", q, k) / math.sqrt(self.head_dim)  # [P, nh, K, 1 + M]
-        logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
+        logits, base, v = self._attention_logits(memory, valid, slot_position, rows, positions, profile,
+                                                 profile_valid, states)
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a query with no memory reads nothing
         context = torch.einsum("pnkm,pmnd->pknd", self.dropout(weights), v).flatten(-2)  # [P, K, H]
         out = self.norm1(base + self.dropout(self.out(context)))  # [P, K, H]
         out = self.norm2(out + self.dropout(self.ffn(out)))
         return (out, weights.mean(dim=1)) if return_attention else out
+
+    # -- late interaction (retriever_scoring: slots) ---------------------------------------------------------
+    def slot_read(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor, rows: torch.Tensor,
+                  positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor, states: torch.Tensor,
+                  slot_rows: torch.Tensor) -> SlotRead:
+        """The attention logits of late-interaction scoring (arguments: :meth:`proxy_states`; ``slot_rows``
+        ``[B, M]``: each history slot's row in the item views).
+
+        A slot's logit is its proxies' attention logit (heads averaged) plus
+        a learned bias for its distance from the query's position (the
+        preference slot has its own), so recency is learned, not assumed.
+        """
+        logits = self._attention_logits(memory, valid, slot_position, rows, positions, profile, profile_valid,
+                                        states)[0].mean(dim=1)  # [P, K, 1 + M], -inf where masked
+        mask = torch.isfinite(logits[:, 0])  # [P, 1 + M]
+        logits = logits.masked_fill(~mask[:, None], 0.0)  # finite, so no NaN gradient reaches the masked slots
+        distance = (positions[:, None] - slot_position[None, :]).clamp(min=0) + 1  # [P, M]
+        bias = torch.cat([self.recency[:1].expand(len(rows), 1), self.recency[distance.clamp(max=len(self.recency) - 1)]],
+                         dim=1)  # [P, 1 + M]
+        sharpness = self.log_sharpness.exp().clamp(max=50.0)
+        return SlotRead(logits + bias[:, None, :], mask, slot_rows[rows], profile, sharpness)
+
+    @staticmethod
+    def slot_scores(read: SlotRead, slot_items: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """``log sum_s exp(a_s + beta cos(slot_s, item))`` for each query and candidate: ``[P, C]``.
+
+        ``slot_items`` ``[n, H]``: the item views ``read.slot_rows`` index;
+        ``candidates`` ``[C, H]``. Works through the history items' kernel
+        ``exp(beta (cos - 1))`` ``[U, C]`` (U: distinct history items of the
+        batch), so a step costs ``P x M x C``, never ``P x M x C x H``. A
+        query with an empty memory scores 0.
+        """
+        beta = read.sharpness
+        logits = read.slot_logits.float()  # [P, 1 + M]
+        top = logits.amax(dim=1, keepdim=True)  # [P, 1]
+        some = torch.isfinite(top)
+        weights = torch.exp(logits - top.masked_fill(~some, 0.0)) * read.mask  # [P, 1 + M] in [0, 1]; masked 0
+        used, inverse = torch.unique(read.slot_rows, return_inverse=True)  # [U], [P, M]
+        unit = F.normalize(candidates.float(), dim=-1)  # [C, H]
+        kernel = torch.exp(beta * (F.normalize(slot_items[used].float(), dim=-1) @ unit.T - 1.0))  # [U, C]
+        total = _SlotKernelSum.apply(weights[:, 1:].contiguous(), inverse, kernel)  # [P, C]
+        profile = torch.exp(beta * (F.normalize(read.profile.float(), dim=-1) @ unit.T - 1.0))  # [P, C]
+        total = total + weights[:, :1] * profile
+        score = top.masked_fill(~some, 0.0) + beta + torch.log(total.clamp_min(1e-30))
+        return torch.where(some, score, torch.zeros_like(score))
+
+    @staticmethod
+    def slot_reasons(read: SlotRead, memory: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Why late interaction scored ``items`` ``[B, k, H]`` as it did (``memory`` ``[B, M, H]``: history slots).
+
+        Returns each proxy's attention over the slots ``[B, K, 1 + M]``
+        (softmax of its logits), each item's attention ``[B, k, 1 + M]``
+        (``softmax_s(a_s + beta cos)``: each slot's exact share of the score),
+        each proxy's part of the score ``[B, K, k]`` (their logsumexp minus
+        log K is the score) and the score ``[B, k]``.
+        """
+        slots = torch.cat([read.profile[:, None], memory], dim=1)  # [B, 1 + M, H]
+        cos = torch.einsum("bmh,bjh->bmj", F.normalize(slots, dim=-1), F.normalize(items, dim=-1))  # [B, 1+M, k]
+        logits = read.logits.masked_fill(~read.mask[:, None], float("-inf"))  # [B, K, 1 + M]
+        joint = logits[..., None] + read.sharpness * cos[:, None]  # [B, K, 1 + M, k]
+        per_proxy = torch.logsumexp(joint, dim=2)  # [B, K, k]
+        score = torch.logsumexp(per_proxy, dim=1) - math.log(read.logits.shape[1])  # [B, k]
+        item_attention = torch.softmax(torch.logsumexp(joint, dim=1), dim=1).transpose(1, 2)  # [B, k, 1 + M]
+        attention = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # [B, K, 1 + M]
+        empty = ~torch.isfinite(score)
+        return (attention, item_attention.nan_to_num(0.0), per_proxy.masked_fill(empty[:, None], 0.0),
+                score.masked_fill(empty, 0.0))
 
     @staticmethod
     def proxy_similarities(proxies: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

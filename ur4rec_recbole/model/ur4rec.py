@@ -5,7 +5,9 @@ Reuses RecBole's SASRec pieces (embeddings, ``trm_encoder``,
 user is a fusion (``fusion`` in the config) of
 
 - the sequence score ``h_t . e_i`` (SASRec), and
-- the retriever score ``pool_k cos(proxy_k, item_i) / temperature`` (``proxy_pooling``).
+- the retriever score ``pool_k cos(proxy_k, item_i) / temperature`` (``proxy_pooling``), or with
+  ``retriever_scoring: slots`` the attention-pooled match of the item with every memory slot
+  (``retriever.py``).
 
 Loss: cross-entropy over the catalogue on the fused score(s) plus the
 auxiliary terms of ``losses.LOSS_TERMS`` switched on in the config
@@ -34,7 +36,7 @@ from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
 from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, POOL_SCORES, PROXY_POOLINGS, PROXY_SHARES,
-                                            RETRIEVER_QUERIES, PreferenceRetriever)
+                                            RETRIEVER_QUERIES, RETRIEVER_SCORINGS, PreferenceRetriever, SlotRead)
 from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
 from ur4rec_recbole.training.stages import parse_stages
 
@@ -79,6 +81,11 @@ class UR4Rec(SASRec):
         require_number(config, "adapter_rank", 1, integer=True)
         require_choice(config, "retriever_query", RETRIEVER_QUERIES)
         require_choice(config, "proxy_pooling", PROXY_POOLINGS)
+        require_choice(config, "retriever_scoring", RETRIEVER_SCORINGS)
+        if config["retriever_scoring"] == "slots":  # each slot is matched with the item: one view per item
+            require(config, "retriever_scoring", len(config["modalities"]) == 1 and config["fusion"] != "query"
+                    and not config["diversity_weight"],
+                    "proxies with two modalities, fusion: query or diversity_weight > 0 (slots reads no proxy states)")
         require_number(config, "profile_cutoffs", 1, integer=True)
         for key in ("text_in_items", "use_profile", "exclude_history", "train_exclude_history"):
             require(config, key, isinstance(config[key], bool), "True or False")
@@ -313,9 +320,19 @@ class UR4Rec(SASRec):
         memory, _ = self.memory_of(seq_rows, item_seq_len, views)
         read = interaction[HISTORY_START][rows] + positions + 1  # [P] portion items read at the position
         profile, profile_valid = self.profile_of(interaction[self.USER_ID][rows], read)
-        proxies = self.retriever.proxy_states(*memory, rows, positions, self.retriever.user_adapter(profile),
-                                              profile_valid, states)
+        proxies = self._read(memory, rows, positions, self.retriever.user_adapter(profile), profile_valid, states,
+                             seq_rows)
         return proxies, views, item_rows
+
+    def _read(self, memory: tuple[torch.Tensor, ...], rows: torch.Tensor, positions: torch.Tensor,
+              profile: torch.Tensor, profile_valid: torch.Tensor, states: torch.Tensor, slot_rows: torch.Tensor,
+              return_attention: bool = False):
+        """What the retriever reads of the memory for each query: proxy states ``[P, K, H]`` (with their
+        attention when asked), or under ``retriever_scoring: slots`` a :class:`SlotRead`."""
+        if self.retriever.scoring == "slots":
+            return self.retriever.slot_read(*memory, rows, positions, profile, profile_valid, states, slot_rows)
+        return self.retriever.proxy_states(*memory, rows, positions, profile, profile_valid, states,
+                                           return_attention=return_attention)
 
     def retriever_proxy_scores(self, proxies: torch.Tensor, views: ItemViews, table: torch.Tensor) -> torch.Tensor:
         """Each proxy's retriever score of the items ``[P, K, n]`` (``views``/``table``: their rows), pooled
@@ -338,6 +355,8 @@ class UR4Rec(SASRec):
         if self.fusion.reads_item_table:
             return proxies.mean(dim=1) @ table.T
         pick = (lambda t: t) if rows is None else (lambda t: t[rows])
+        if isinstance(proxies, SlotRead):
+            return self.retriever.slot_scores(proxies, views.single, pick(views.single))
         if views.single is not None:
             return self.retriever.score(proxies, pick(views.single))
         fused = self.image_modules["fusion"].score(proxies, pick(views.text), pick(views.image),
@@ -375,12 +394,12 @@ class UR4Rec(SASRec):
     def _last_proxies(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
                       user_valid: torch.Tensor, state: torch.Tensor, views: ItemViews,
                       removed: torch.Tensor | None = None, return_attention: bool = False):
-        """Proxy states ``[B, K, H]`` after each whole history (evaluation, serving), with the memory and its
-        slot kinds; with ``return_attention`` also each proxy's attention ``[B, K, 1 + M]``."""
+        """Proxy states ``[B, K, H]`` (or a :class:`SlotRead`) after each whole history (evaluation, serving),
+        with the memory and its slot kinds; with ``return_attention`` also each proxy's attention ``[B, K, 1 + M]``."""
         memory, kinds = self.memory_of(item_seq, item_seq_len, views, removed)
         rows = torch.arange(len(item_seq), device=item_seq.device)
-        out = self.retriever.proxy_states(*memory, rows, item_seq_len - 1, self.retriever.user_adapter(user_text),
-                                          user_valid & self.use_profile, state, return_attention=return_attention)
+        out = self._read(memory, rows, item_seq_len - 1, self.retriever.user_adapter(user_text),
+                         user_valid & self.use_profile, state, item_seq, return_attention=return_attention)
         return out, memory, kinds
 
     def explain(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
@@ -394,23 +413,31 @@ class UR4Rec(SASRec):
         proxies' attention by each proxy's share of the item's pooled score
         (``PROXY_SHARES``: the winner alone under ``max``, the softmax of the
         proxy scores under ``logsumexp``, equal shares under ``mean``), which
-        is ``item_attention``, what explanations name. Explanations are built
+        is ``item_attention``, what explanations name. Under
+        ``retriever_scoring: slots`` ``item_attention`` is the item's own
+        attention, each slot's exact share of its score. Explanations are built
         from this alone, so they follow the retriever. ``removed`` ``[B, L]``
         takes history items out of the memory first (slot effects).
         """
         views = self.item_views() if views is None else views
         table = self.item_table()
         state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
-        (proxies, attention), (_, valid, slot_position), kinds = self._last_proxies(
+        read, (memory, valid, slot_position), kinds = self._last_proxies(
             item_seq, item_seq_len, user_text, user_valid, state, views, removed, return_attention=True)
+        valid = torch.cat([(user_valid & self.use_profile)[:, None], valid], dim=1)  # [B, 1 + M]
+        slot_position = torch.cat([slot_position.new_full((1,), -1), slot_position])  # [1 + M]
+        if isinstance(read, SlotRead):  # late interaction: the item's own attention is its score's split
+            attention, item_attention, per_proxy, score = self.retriever.slot_reasons(read, memory,
+                                                                                      views.single[items])
+            return RetrieverReasons(attention, item_attention, valid, slot_position, ["preference", *kinds],
+                                    per_proxy.argmax(dim=1), per_proxy, score)
+        proxies, attention = read
         wanted, where = items.unique(return_inverse=True)  # [U], [B, k]: score only the items asked about
         per_proxy = self.retriever_proxy_scores(proxies, views.take(wanted), table[wanted])  # [B, K, U]
         per_proxy = per_proxy.gather(2, where[:, None, :].expand(-1, per_proxy.shape[1], -1))  # [B, K, k]
         pooling = self.proxy_pooling if views.single is not None else "max"  # the modality fusions take the max
         shares = PROXY_SHARES[pooling](per_proxy)  # [B, K, k]
         item_attention = torch.einsum("bkj,bkm->bjm", shares, attention)  # [B, k, 1 + M]
-        valid = torch.cat([(user_valid & self.use_profile)[:, None], valid], dim=1)  # [B, 1 + M]
-        slot_position = torch.cat([slot_position.new_full((1,), -1), slot_position])  # [1 + M]
         return RetrieverReasons(attention, item_attention, valid, slot_position, ["preference", *kinds],
                                 per_proxy.argmax(dim=1), per_proxy, POOL_SCORES[pooling](per_proxy))
 
@@ -483,7 +510,7 @@ class UR4Rec(SASRec):
         loss = sum(candidates.cross_entropy(logits) for logits in logit_list)
         if terms:
             losses = self.auxiliary_losses(LossInputs(
-                targets, ret_logits, proxies, views, item_seq, self.contrastive_temperature, candidates), terms)
+                targets, ret_logits, None if isinstance(proxies, SlotRead) else proxies, views, item_seq, self.contrastive_temperature, candidates), terms)
             if self.uncertainty is not None:
                 loss = loss + self.uncertainty(losses)
             else:
