@@ -210,8 +210,9 @@ class PreferenceRetriever(nn.Module):
         # late interaction (retriever_scoring: slots): a recency bias per distance from the query's position
         # (index 0: the preference slot), and the cosine's weight beta, starting at 1 / temperature
         self.scoring = config["retriever_scoring"]
-        self.recency = nn.Parameter(torch.zeros(config["MAX_ITEM_LIST_LENGTH"] + 1))
-        self.log_sharpness = nn.Parameter(torch.tensor(-math.log(self.temperature)))
+        if self.scoring == "slots":  # (only then, so checkpoints of the proxies design load as they were saved)
+            self.recency = nn.Parameter(torch.zeros(config["MAX_ITEM_LIST_LENGTH"] + 1))
+            self.log_sharpness = nn.Parameter(torch.tensor(-math.log(self.temperature)))
 
     def item_representations(self, item_text: torch.Tensor, item_text_mask: torch.Tensor,
                              id_embeddings: torch.Tensor) -> torch.Tensor:
