@@ -6,8 +6,11 @@
 For every known user, the top ``--k`` recommendations are explained exactly as
 ``recommend(user, explain=True, top_slots=None)`` explains them: the proxy that
 matched the item, its attention over every memory slot, and each slot's effect
-(the item's retriever score, the proxies' cosine / temperature pooled, minus
-the score with that slot taken out of the memory). Per item, the drop for the
+(the item's retriever score, before the fusion weighs it, minus the score with
+that slot taken out of the memory, recomputed by the model). Under
+``retriever_scoring: slots`` the effect is ``-log(1 - attention)`` by
+construction and the benchmark checks it on real data; under ``proxies`` it
+is whatever the transformer block makes of the changed mix. Per item, the drop for the
 top-attended history item is the effect of the history slot with the most
 attention; the drop for a random history item is the mean effect over the
 history slots (the expectation of removing one uniformly at random, computed

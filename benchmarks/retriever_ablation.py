@@ -38,16 +38,20 @@ VARIANTS: list[tuple[str, str, dict[str, str]]] = [
      {"retriever_weight": "0", "fusion": "none"}),
     ("UR4Rec", "the shipped design", {}),
     ("round-one design", "static queries, hard max, two-layer adapter, text only in the retriever",
-     {"retriever_query": "proxies", "proxy_pooling": "max", "item_adapter": "mlp", "text_in_items": "False"}),
+     {"retriever_scoring": "proxies", "retriever_query": "proxies", "proxy_pooling": "max", "item_adapter": "mlp",
+      "text_in_items": "False"}),
     # (a) queries
     ("static queries", "K learned queries, not conditioned on the sequence state", {"retriever_query": "proxies"}),
-    ("late interaction", "the item matched with every memory slot, pooled by attention (`retriever_scoring=slots`)",
-     {"retriever_scoring": "slots"}),
-    # (b) pooling
-    ("max pooling", "hard max over proxies", {"proxy_pooling": "max"}),
-    ("logsumexp pooling", "smooth max over proxies", {"proxy_pooling": "logsumexp"}),
+    # scoring (the shipped design: late interaction, each slot matched with the item)
+    ("proxy scoring", "the item matched with the proxies' transformer read of the memory, mean over proxies "
+     "(`retriever_scoring=proxies`)", {"retriever_scoring": "proxies"}),
+    # (b) pooling (over proxies, under proxy scoring)
+    ("max pooling", "proxy scoring, hard max over proxies", {"retriever_scoring": "proxies", "proxy_pooling": "max"}),
+    ("logsumexp pooling", "proxy scoring, smooth max over proxies",
+     {"retriever_scoring": "proxies", "proxy_pooling": "logsumexp"}),
     # (c) diversity
-    ("diversity 0.1", "proxy diversity loss, weight 0.1", {"diversity_weight": "0.1"}),
+    ("diversity 0.1", "proxy scoring, proxy diversity loss, weight 0.1",
+     {"retriever_scoring": "proxies", "diversity_weight": "0.1"}),
     # (d) knowledge texts
     ("no titles", "knowledge texts without the title column", {"item_text_fields": "NO_TITLE"}),
     # (e) adapters
@@ -57,7 +61,8 @@ VARIANTS: list[tuple[str, str, dict[str, str]]] = [
     ("no text in items", "text only in the retriever, not added to the ID embeddings", {"text_in_items": "False"}),
     # memory and fusion
     ("no profile", "memory without the preference profile", {"use_profile": "False"}),
-    ("query fusion", "the mean proxy moves SASRec's query instead of a second score", {"fusion": "query"}),
+    ("query fusion", "proxy scoring; the mean proxy moves SASRec's query instead of a second score",
+     {"retriever_scoring": "proxies", "fusion": "query"}),
     # (g) staging
     ("backbone first", "backbone alone (no text), then retriever and fusion on the frozen backbone",
      {"stages": "STAGED"}),

@@ -17,6 +17,7 @@ from recbole.utils import init_seed
 
 from ur4rec_recbole.data.dataset import HISTORY_START
 from ur4rec_recbole.model import UR4Rec
+from ur4rec_recbole.model.retriever import SlotRead
 from ur4rec_recbole.texts.profiles import cutoffs
 from ur4rec_recbole.texts.records import read_records
 
@@ -39,9 +40,9 @@ def later_items_changed(u, rows):
     return replace_rows(USER, range(CHANGE_FROM, len(rows) - 2), 1)(u, rows)
 
 
-def build(tmp_path, tag: str, source: str, edit=None):
+def build(tmp_path, tag: str, source: str, edit=None, scoring: str = "proxies"):
     root = write_tiny_dataset(tmp_path / tag, edit=edit)
-    overrides = tiny_overrides(root, tmp_path / tag, **SETTINGS)
+    overrides = tiny_overrides(root, tmp_path / tag, **SETTINGS, retriever_scoring=scoring)
     if source != "template":
         from test_generate import options
 
@@ -73,16 +74,17 @@ def read_at_each_position(model, rows, user_id: int) -> dict[tuple[int, int], di
         proxies, views, _ = model._proxies(rows, seq, lengths, index, positions, states)
         retrieved = model.retriever_scores(proxies, views, None, table)  # [P, N]
         fused = model.fusion.rank_scores(states @ table.T, retrieved, states)
-    return {(int(start[r]) + p, r): {"item": seq[r, p], "profile": profile[i] * valid[i], "proxies": proxies[i],
+    read = proxies.slot_logits if isinstance(proxies, SlotRead) else proxies  # [P, 1 + M] or [P, K, H]
+    return {(int(start[r]) + p, r): {"item": seq[r, p], "profile": profile[i] * valid[i], "proxies": read[i],
                                      "retriever": retrieved[i], "fused": fused[i]}
             for i, (r, p) in enumerate(zip(index.tolist(), positions.tolist()))}
 
 
-@pytest.mark.parametrize("source", ["template", "openai"])
-def test_nothing_read_at_t_depends_on_later_items(tmp_path, monkeypatch, source):
+@pytest.mark.parametrize("source,scoring", [("template", "proxies"), ("openai", "proxies"), ("template", "slots")])
+def test_nothing_read_at_t_depends_on_later_items(tmp_path, monkeypatch, source, scoring):
     monkeypatch.chdir(tmp_path)  # RecBole writes log/ into the working directory
-    base_root, base_data, base_rows, base_model = build(tmp_path, "base", source, long_history)
-    new_root, new_data, new_rows, new_model = build(tmp_path, "changed", source, later_items_changed)
+    base_root, base_data, base_rows, base_model = build(tmp_path, "base", source, long_history, scoring)
+    new_root, new_data, new_rows, new_model = build(tmp_path, "changed", source, later_items_changed, scoring)
     assert base_data.field2id_token["item_id"].tolist() == new_data.field2id_token["item_id"].tolist()
     token = f"u{USER}"
     assert raw_sequences(base_root)[token][:CHANGE_FROM] == raw_sequences(new_root)[token][:CHANGE_FROM]

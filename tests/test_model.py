@@ -59,15 +59,16 @@ def test_all_positions_loss_is_mean_of_sasrec_prefix_losses(tiny):
     torch.testing.assert_close(ours.calculate_loss(batch), torch.stack(losses).mean(), rtol=1e-5, atol=1e-5)
 
 
+PROXIES = {"retriever_scoring": "proxies"}
 VARIANTS = [
     {"item_adapter": adapter} for adapter in ("mlp", "linear", "lowrank", "frozen")
 ] + [
-    {"retriever_query": query, "proxy_pooling": pooling}
+    {**PROXIES, "retriever_query": query, "proxy_pooling": pooling}
     for query in ("proxies", "state") for pooling in ("max", "logsumexp", "mean")
 ] + [
-    {"text_in_items": "True"}, {"use_profile": "False"}, {"diversity_weight": "0.1"},
+    {"text_in_items": "True"}, {"use_profile": "False"}, {**PROXIES, "diversity_weight": "0.1"},
     {"train_exclude_history": "True", "exclude_history": "True"},
-    {"fusion": "query", "proxy_pooling": "mean", "retriever_query": "state", "text_in_items": "True"},
+    {**PROXIES, "fusion": "query", "proxy_pooling": "mean", "retriever_query": "state", "text_in_items": "True"},
     {"retriever_scoring": "slots"},
     {"retriever_scoring": "slots", "retriever_query": "proxies", "item_adapter": "mlp", "text_in_items": "True"},
     {"retriever_scoring": "slots", "train_negatives": "uniform", "train_negatives_count": "8"},
@@ -98,9 +99,10 @@ def test_each_retriever_variant_trains_forward_and_backward(tiny, variant):
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
 def test_each_fusion_trains_and_ranks(tiny, fusion):
     _, overrides = tiny
-    pooling = "mean" if fusion == "query" else "max"
+    pooling = "mean" if fusion == "query" else "max"  # (query fusion reads the proxies' states)
+    scoring = PROXIES if fusion == "query" else {}
     config, _, train, valid, _ = build_data({**overrides, "fusion": fusion, "retriever_weight": "0.5",
-                                             "proxy_pooling": pooling})
+                                             "proxy_pooling": pooling, **scoring})
     model = make(UR4Rec, config, train._dataset)
     model.train()
     loss = model.calculate_loss(first_batch(train))

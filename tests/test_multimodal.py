@@ -27,8 +27,11 @@ def images(tmp_path_factory):
     return data, overrides
 
 
+PROXIES = {"retriever_scoring": "proxies"}  # the modality fusions mix the proxies' reads of text and image slots
+
+
 def model_for(overrides, seed=7, **settings):
-    config, dataset, train, valid, _ = build_data({**overrides, "modalities": "text,image", **settings})
+    config, dataset, train, valid, _ = build_data({**overrides, "modalities": "text,image", **PROXIES, **settings})
     init_seed(seed, True)
     return UR4Rec(config, train._dataset), config, train, valid
 
@@ -41,7 +44,8 @@ def first(loader):
 def test_each_modality_fusion_trains_one_epoch_through_the_command_line(images, tmp_path, fusion):
     _, overrides = images
     results = run_ur4rec.main(["--dataset", "tiny", "--modalities", "text,image",
-                               *cli({**overrides, "modality_fusion": fusion, "checkpoint_dir": tmp_path})])
+                               *cli({**overrides, **PROXIES, "modality_fusion": fusion,
+                                     "checkpoint_dir": tmp_path})])
     assert results["config"]["modalities"] == ["text", "image"] and results["config"]["modality_fusion"] == fusion
     assert results["epochs_run"] == 1 and 0 <= results["test_result"]["ndcg@10"] <= 1
     state = torch.load(results["checkpoint"], weights_only=True)["state_dict"]
@@ -71,11 +75,13 @@ def test_text_modality_adds_nothing_to_the_text_model(images):
     torch.testing.assert_close(text.calculate_loss(batch), default.calculate_loss(batch), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("fusion", sorted(MODALITY_FUSIONS))
+@pytest.mark.parametrize("fusion", [*sorted(MODALITY_FUSIONS), "slots"])
 def test_items_without_an_image_are_masked_not_replaced(images, fusion):
-    """Changing the stored image vector of an item without an image changes nothing."""
+    """Changing the stored image vector of an item without an image changes nothing (each modality fusion, and
+    late interaction, where an image slot is matched with the candidates' images only)."""
     _, overrides = images
-    model, _, train, valid = model_for(overrides, modality_fusion=fusion)
+    settings = {"retriever_scoring": "slots"} if fusion == "slots" else {"modality_fusion": fusion}
+    model, _, train, valid = model_for(overrides, **settings)
     model.eval()
     no_image = int(torch.nonzero(~model.item_image_mask[1:])[0]) + 1
     batch = first(valid)[0]

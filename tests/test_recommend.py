@@ -245,7 +245,8 @@ def test_the_explained_proxy_gives_the_retriever_score(trained):
     weight = float(rec.model.fusion.weight.detach())
     scores = reasons.proxy_scores[0]  # [K, k]
     pooled = {"max": scores.amax(dim=0), "mean": scores.mean(dim=0),
-              "logsumexp": torch.logsumexp(scores, dim=0) - math.log(len(scores))}[rec.model.proxy_pooling]
+              "logsumexp": torch.logsumexp(scores, dim=0) - math.log(len(scores))}[
+        "logsumexp" if rec.model.retriever.scoring == "slots" else rec.model.proxy_pooling]
     assert torch.equal(reasons.proxy_scores.argmax(dim=1), reasons.proxy)
     assert [i.retriever for i in answer.items] == pytest.approx((weight * pooled).tolist(), abs=1e-5)
 
@@ -336,11 +337,14 @@ def test_cli_takes_a_results_file_and_a_title_column(trained, tmp_path, capsys):
 def test_a_slots_effect_is_the_retriever_score_lost_without_it(trained, tmp_path):
     """Checked from outside: the same history without that item (or without a profile) scores the item lower by it.
 
+    Proxy scoring: under slots scoring the recency bias of the later items moves when an item leaves the history,
+    and the exact effect is checked by ``test_late_interaction_explanations_are_faithful_by_construction``.
+
     With static queries (``retriever_query: proxies``) the retriever reads the memory alone, so removing an item
     from the history changes its score exactly by that slot's effect; state-conditioned queries would also move
     with the sequence state, which the effect (memory only) leaves as it is.
     """
-    rec, _ = train(trained[2], tmp_path, retriever_query="proxies")
+    rec, _ = train(trained[2], tmp_path, retriever_query="proxies", retriever_scoring="proxies")
     history, text = ["i1", "i6", "i11", "i16", "i21"], "Preferred category: Comedy (60%), Drama (40%)."
     weight = float(rec.model.fusion.weight.detach())  # the retriever part is weight x retriever score
     answer = rec.recommend(history=history, k=3, explain=True, top_slots=None, profile=text)
@@ -356,3 +360,20 @@ def test_a_slots_effect_is_the_retriever_score_lost_without_it(trained, tmp_path
             assert slot.effect == pytest.approx((item.retriever - without.items[0].retriever) / weight, abs=1e-4)
             checked += 1
     assert checked == 3 * (len(history) + 1)
+
+
+def test_late_interaction_explanations_are_faithful_by_construction(trained, tmp_path):
+    """``retriever_scoring: slots``: a slot's effect is ``-log(1 - its weight)``, so the most attended costs most."""
+    rec, _ = train(trained[2], tmp_path, retriever_scoring="slots")
+    weight = float(rec.model.fusion.weight.detach())
+    for answer in rec.recommend_many(["u1", "u4", "u7"], k=K, explain=True, top_slots=None):
+        for item in answer.items:
+            slots = item.explanation.slots
+            assert sum(s.weight for s in slots) == pytest.approx(1.0, abs=1e-5)
+            for slot in slots:
+                assert slot.effect == pytest.approx(-math.log1p(-slot.weight), rel=1e-3, abs=1e-4)
+            effects = [s.effect for s in slots]
+            assert effects == sorted(effects, reverse=True)  # most attended first = largest effect first
+            batch = rec.batch([answer.user])
+            reasons = rec.scorer.reasons(batch, torch.tensor([[rec.catalogue.item_ids[item.item]]]))
+            assert item.retriever == pytest.approx(weight * float(reasons.score[0, 0]), abs=1e-5)

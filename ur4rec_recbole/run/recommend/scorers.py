@@ -58,7 +58,7 @@ class SequenceScorer:
 
 
 class RetrieverScorer(SequenceScorer):
-    """UR4Rec: sequence and retriever parts, explanations; item views computed once (they depend on weights only)."""
+    """UR4Rec: sequence and retriever parts, explanations; item views and table computed once (weights only)."""
 
     uses_profiles = True
 
@@ -66,19 +66,19 @@ class RetrieverScorer(SequenceScorer):
         super().__init__(model)
         self.explains = model.fusion.uses_retriever  # with fusion "none" the retriever plays no part in a ranking
         with torch.no_grad():
-            self.views = model.item_views()
+            self.views, self.table = model.item_views(), model.item_table()
 
     @torch.no_grad()
     def scores(self, batch: Batch) -> Scores:
         parts = self.model.score_parts(batch.item_seq, batch.item_seq_len, batch.user_text, batch.user_valid,
-                                       self.views)
+                                       self.views, table=self.table)
         return Scores(parts.score, parts.sequence, parts.retriever)
 
     @torch.no_grad()
     def reasons(self, batch: Batch, items: torch.Tensor, removed: torch.Tensor | None = None):
         """``UR4Rec.explain`` for ``items`` ``[B, k]`` (``removed`` ``[B, L]`` takes history items out of the memory)."""
         return self.model.explain(batch.item_seq, batch.item_seq_len, batch.user_text, batch.user_valid, items,
-                                  self.views, removed)
+                                  self.views, removed, table=self.table)
 
 
 def scorer_for(model, config) -> SequenceScorer:
