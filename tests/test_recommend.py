@@ -377,3 +377,15 @@ def test_late_interaction_explanations_are_faithful_by_construction(trained, tmp
             batch = rec.batch([answer.user])
             reasons = rec.scorer.reasons(batch, torch.tensor([[rec.catalogue.item_ids[item.item]]]))
             assert item.retriever == pytest.approx(weight * float(reasons.score[0, 0]), abs=1e-5)
+
+
+def test_a_checkpoint_from_before_retriever_scoring_loads_as_it_was_trained(trained, tmp_path):
+    """Checkpoints written when proxy scoring was the only scoring have no ``retriever_scoring``: they load as proxies."""
+    rec, checkpoint = train(trained[2], tmp_path, retriever_scoring="proxies")
+    state = torch.load(checkpoint, weights_only=False)
+    del state["config"]["retriever_scoring"]
+    older = tmp_path / "older.pth"
+    torch.save(state, older)
+    loaded = Recommender.load(older)
+    assert loaded.model.retriever.scoring == "proxies"
+    assert ranked(loaded.recommend("u3", k=K)) == ranked(rec.recommend("u3", k=K))

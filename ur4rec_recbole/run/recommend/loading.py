@@ -33,6 +33,9 @@ DERIVED = ("MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "valid_metric_bigger",
            "data_path", "dataset", "model")
 # settings that may differ between training and serving without changing a score
 SERVING = ("use_gpu", "gpu_id", "state", "show_progress", "data_root", "data_path", "checkpoint_dir", "device")
+# per model, settings added after its checkpoints were first written, with the value that gives an older
+# checkpoint the behaviour it was trained with (its weights fit only that), not today's default
+ADDED_LATER = {"UR4Rec": {"retriever_scoring": "proxies"}}
 
 
 @dataclass
@@ -93,6 +96,10 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
     state = read_checkpoint(checkpoint, device)  # one InputError for a missing, foreign or old file
     saved, fingerprint = state["config"], state.get("data")
     settings = {**settings_from(saved), "use_gpu": device != "cpu", "state": "WARNING", "show_progress": False}
+    older = {k: v for k, v in ADDED_LATER.get(saved["model"], {}).items() if k not in saved}
+    if older:
+        getLogger().warning(f"{checkpoint}: written before these settings existed; read as it was trained: {older}")
+        settings.update(older)
     if data_path is not None:
         settings["data_root"] = os.path.abspath(data_path)
 
@@ -101,7 +108,7 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
 
     prepared = prepare_run(saved["model"], saved["dataset"], config_dict=settings, before_data=unchanged_atomic_files)
     config, dataset = prepared.config, prepared.dataset
-    check_rebuilt(saved, plain_config(config), checkpoint)
+    check_rebuilt({**older, **saved}, plain_config(config), checkpoint)
     splits = dataset.build()  # this package's datasets align their vectors here
     check_same_data(fingerprint, data_fingerprint(config), checkpoint, "recommend from")
     model = get_model(config["model"])(config, splits[0]).to(config["device"])
