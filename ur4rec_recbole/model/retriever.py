@@ -30,6 +30,7 @@ construction.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Sequence
 
 import torch
@@ -158,9 +159,10 @@ class _SlotKernelSum(torch.autograd.Function):
     """``out[p, c] = sum_m weights[p, m] * kernel[rows[p, m], c]`` without building ``[P, M, C]``.
 
     Forward and the kernel's gradient are sparse products (``P x M``
-    non-zeros); the weights' gradient is ``grad @ kernel.T`` read at the
-    slots' rows (one dense product: measured 2-5x faster on CPU than
-    gathering the kernel rows slot by slot).
+    non-zeros); the weights' gradient is ``grad @ kernel.T`` computed only at
+    the slots' rows (a sampled product: on the 2-core CPU 4-12x faster than
+    the dense ``[P, U]`` product, which was itself 2-5x faster than gathering
+    the kernel rows slot by slot).
     """
 
     @staticmethod
@@ -173,10 +175,22 @@ class _SlotKernelSum(torch.autograd.Function):
         weights, rows, kernel = ctx.saved_tensors
         d_weights = d_kernel = None
         if ctx.needs_input_grad[0]:
-            d_weights = (grad @ kernel.T).gather(1, rows)  # [P, U] -> [P, M]
+            d_weights = _sampled_product(grad, kernel, rows)  # [P, M]
         if ctx.needs_input_grad[2]:
             d_kernel = torch.sparse.mm(_sparse_rows(weights, rows, kernel.shape[0]).t(), grad)
         return d_weights, None, d_kernel
+
+
+def _sampled_product(grad: torch.Tensor, kernel: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``(grad @ kernel.T)[p, rows[p, m]]`` ``[P, M]`` without the rest of the ``[P, U]`` product."""
+    width = kernel.shape[0]
+    pattern = _sparse_rows(torch.ones(rows.shape, dtype=grad.dtype, device=grad.device), rows, width)
+    keys = pattern.indices()[0] * width + pattern.indices()[1]  # sorted: the pattern is coalesced
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+        values = torch.sparse.sampled_addmm(pattern.to_sparse_csr(), grad, kernel.T, beta=0.0).values()
+    where = torch.arange(len(rows), device=rows.device)[:, None] * width + rows  # [P, M]
+    return values[torch.searchsorted(keys, where)]
 
 
 def _sparse_rows(weights: torch.Tensor, rows: torch.Tensor, width: int) -> torch.Tensor:
