@@ -160,9 +160,8 @@ class _SlotKernelSum(torch.autograd.Function):
 
     Forward and the kernel's gradient are sparse products (``P x M``
     non-zeros); the weights' gradient is ``grad @ kernel.T`` computed only at
-    the slots' rows (a sampled product: on the 2-core CPU 4-12x faster than
-    the dense ``[P, U]`` product, which was itself 2-5x faster than gathering
-    the kernel rows slot by slot).
+    the slots' rows (a sampled product: much cheaper on CPU than the dense
+    ``[P, U]`` product or gathering the kernel rows slot by slot).
     """
 
     @staticmethod
