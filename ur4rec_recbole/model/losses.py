@@ -26,7 +26,7 @@ class LossInputs:
 
     targets: torch.Tensor  # [P] target item of each loss position
     ret_logits: torch.Tensor  # [P, N] retriever scores
-    proxies: torch.Tensor  # [P, K, H] proxy states at the loss positions
+    proxies: torch.Tensor | None  # [P, K, H] proxy states at the loss positions (None under slots scoring)
     views: ItemViews  # per-modality item representations
     item_seq: torch.Tensor  # [B, L] the batch's histories (0 = padding)
     temperature: float  # of the text-image InfoNCE
