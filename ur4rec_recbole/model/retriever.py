@@ -166,24 +166,27 @@ class _SlotKernelSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weights: torch.Tensor, rows: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(weights, rows, kernel)
-        return torch.sparse.mm(_sparse_rows(weights, rows, kernel.shape[0]), kernel)
+        matrix = _sparse_rows(weights, rows, kernel.shape[0])  # [P, U] sparse, built once for both passes
+        ctx.save_for_backward(rows, kernel)
+        ctx.matrix = matrix
+        return torch.sparse.mm(matrix, kernel)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        weights, rows, kernel = ctx.saved_tensors
+        rows, kernel = ctx.saved_tensors
         d_weights = d_kernel = None
         if ctx.needs_input_grad[0]:
-            d_weights = _sampled_product(grad, kernel, rows)  # [P, M]
+            d_weights = _sampled_product(grad, kernel, rows, ctx.matrix)  # [P, M]
         if ctx.needs_input_grad[2]:
-            d_kernel = torch.sparse.mm(_sparse_rows(weights, rows, kernel.shape[0]).t(), grad)
+            d_kernel = torch.sparse.mm(ctx.matrix.t(), grad)
         return d_weights, None, d_kernel
 
 
-def _sampled_product(grad: torch.Tensor, kernel: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """``(grad @ kernel.T)[p, rows[p, m]]`` ``[P, M]`` without the rest of the ``[P, U]`` product."""
+def _sampled_product(grad: torch.Tensor, kernel: torch.Tensor, rows: torch.Tensor,
+                     pattern: torch.Tensor) -> torch.Tensor:
+    """``(grad @ kernel.T)[p, rows[p, m]]`` ``[P, M]`` without the rest of the ``[P, U]`` product
+    (``pattern``: the coalesced sparse ``[P, U]`` matrix of the rows; only its non-zero pattern is read)."""
     width = kernel.shape[0]
-    pattern = _sparse_rows(torch.ones(rows.shape, dtype=grad.dtype, device=grad.device), rows, width)
     keys = pattern.indices()[0] * width + pattern.indices()[1]  # sorted: the pattern is coalesced
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
