@@ -80,7 +80,7 @@ def batches(config, n_items: int, count: int, device):
         }).to(device)
 
 
-def worker(n_items: int, mode: str, steps: int, warmup: int, count: int) -> dict:
+def worker(n_items: int, mode: str, steps: int, warmup: int, count: int, scoring: str | None = None) -> dict:
     import torch
     from recbole.utils import init_seed
 
@@ -90,7 +90,8 @@ def worker(n_items: int, mode: str, steps: int, warmup: int, count: int) -> dict
 
     config = Config("UR4Rec", "synthetic-catalogue", config_dict={
         "train_negatives": mode, "train_negatives_count": count, "MAX_ITEM_LIST_LENGTH": LENGTH,
-        "n_proxies": PROXIES, "train_batch_size": BATCH, "state": "WARNING"})
+        "n_proxies": PROXIES, "train_batch_size": BATCH, "state": "WARNING",
+        **({"retriever_scoring": scoring} if scoring else {})})
     set_torch_threads(config["torch_threads"])
     autograd_without_anomaly_checks()
     cuda = config["device"].type == "cuda"
@@ -160,11 +161,13 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--count", type=int, default=1024, help="train_negatives_count of uniform")
     parser.add_argument("--memory_gb", type=float, default=12.0, help="skip full softmax above this estimate")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--retriever_scoring", default=None, help="slots | proxies (default: the shipped one)")
     parser.add_argument("--worker", nargs=3, metavar=("ITEMS", "MODE", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         items, mode, steps = args.worker
-        print("RESULT " + json.dumps(worker(int(items), mode, int(steps), args.warmup, args.count)), flush=True)
+        print("RESULT " + json.dumps(worker(int(items), mode, int(steps), args.warmup, args.count,
+                                            args.retriever_scoring)), flush=True)
         return None
 
     import torch
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                 continue
             steps = args.full_steps if mode == "none" else args.steps
             command = [sys.executable, __file__, "--worker", str(n_items), mode, str(steps),
-                       "--warmup", str(args.warmup), "--count", str(args.count)]
+                       "--warmup", str(args.warmup), "--count", str(args.count),
+                       *(["--retriever_scoring", args.retriever_scoring] if args.retriever_scoring else [])]
             done = subprocess.run(command, capture_output=True, text=True, env={**os.environ})
             line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
             if done.returncode or not line:

@@ -321,15 +321,17 @@ class PreferenceRetriever(nn.Module):
         return SlotRead(logits + bias[:, None, :], mask, slot_rows[rows], profile, sharpness)
 
     @staticmethod
-    def slot_scores(read: SlotRead, blocks: Sequence[SlotBlock]) -> torch.Tensor:
+    def slot_scores(read: SlotRead, blocks: Sequence[SlotBlock], chunk_entries: int = 1 << 25) -> torch.Tensor:
         """``log sum_s exp(a_s + beta cos(slot_s, item))`` for each query and candidate: ``[P, C]``.
 
         ``blocks``: the memory's modality blocks in order (text slots, then
         image slots), each matched with the candidates' view of the same
         modality; the preference slot is matched with the first block's.
         Works through each block's history-item kernel ``exp(beta (cos - 1))``
-        ``[U, C]`` (U: distinct history items of the batch), so a step costs
-        ``P x M x C``, never ``P x M x C x H``. A query with an empty memory
+        ``[U, C]`` (U: distinct history items of the batch), built for at
+        most ``chunk_entries`` (U x candidates) at a time, so memory stays
+        bounded for any catalogue, and summed per query by a sparse product
+        (``P x M x C``; never ``P x M x C x H``). A query with an empty memory
         scores 0.
         """
         beta = read.sharpness
@@ -337,18 +339,27 @@ class PreferenceRetriever(nn.Module):
         top = logits.amax(dim=1, keepdim=True)  # [P, 1]
         some = torch.isfinite(top)
         weights = torch.exp(logits - top.masked_fill(~some, 0.0)) * read.mask  # [P, 1 + M] in [0, 1]; masked 0
-        first = F.normalize(blocks[0].candidates.float(), dim=-1)  # [C, H]
-        total = weights[:, :1] * torch.exp(beta * (F.normalize(read.profile.float(), dim=-1) @ first.T - 1.0))
         width = read.slot_rows.shape[1] // len(blocks)  # history slots per block
+        profile = F.normalize(read.profile.float(), dim=-1)  # [P, H]
+        history = []  # per block: the weights of its slots [P, L], their rows among its items [P, L], items [U, H]
         for b, block in enumerate(blocks):
-            rows = read.slot_rows[:, b * width: (b + 1) * width]  # [P, L]
-            used, inverse = torch.unique(rows, return_inverse=True)  # [U], [P, L]
-            unit = F.normalize(block.candidates.float(), dim=-1)  # [C, H]
-            kernel = torch.exp(beta * (F.normalize(block.slots[used].float(), dim=-1) @ unit.T - 1.0))  # [U, C]
-            if block.candidate_valid is not None:  # a candidate without this modality matches none of its slots
-                kernel = kernel * block.candidate_valid[None, :]
-            total = total + _SlotKernelSum.apply(weights[:, 1 + b * width: 1 + (b + 1) * width].contiguous(),
-                                                 inverse, kernel)  # [P, C]
+            used, inverse = torch.unique(read.slot_rows[:, b * width: (b + 1) * width], return_inverse=True)
+            history.append((weights[:, 1 + b * width: 1 + (b + 1) * width].contiguous(), inverse,
+                            F.normalize(block.slots[used].float(), dim=-1)))
+        step = max(1, chunk_entries // max(1, max(len(items) for _, _, items in history)))
+        totals = []
+        for start in range(0, len(blocks[0].candidates), step):
+            part = slice(start, start + step)
+            first = F.normalize(blocks[0].candidates[part].float(), dim=-1)  # [c, H]
+            total = weights[:, :1] * torch.exp(beta * (profile @ first.T - 1.0))  # [P, c] the preference slot
+            for block, (slot_weights, inverse, items) in zip(blocks, history):
+                unit = F.normalize(block.candidates[part].float(), dim=-1)  # [c, H]
+                kernel = torch.exp(beta * (items @ unit.T - 1.0))  # [U, c]
+                if block.candidate_valid is not None:  # a candidate without this modality matches none of its slots
+                    kernel = kernel * block.candidate_valid[part][None, :]
+                total = total + _SlotKernelSum.apply(slot_weights, inverse, kernel)  # [P, c]
+            totals.append(total)
+        total = torch.cat(totals, dim=1)  # [P, C]
         score = top.masked_fill(~some, 0.0) + beta + torch.log(total.clamp_min(1e-30))
         return torch.where(some, score, torch.zeros_like(score))
 
