@@ -262,20 +262,18 @@ class PreferenceRetriever(nn.Module):
                           rows: torch.Tensor, positions: torch.Tensor, profile: torch.Tensor,
                           profile_valid: torch.Tensor, states: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Masked attention logits of every proxy and head over [preference; memory] ``[P, nh, K, 1 + M]``,
-        with the query bases ``[P, K, H]`` and the values ``[P, 1 + M, nh, d]`` (arguments: :meth:`proxy_states`)."""
+        with the query bases ``[P, K, H]`` (arguments: :meth:`proxy_states`)."""
         batch, slots, _ = memory.shape
         mask = (slot_position[None, :] <= positions[:, None]) & valid[rows]  # [P, M]
         mask = torch.cat([profile_valid[:, None], mask], dim=-1)  # [P, 1 + M]
         k = self.key(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
-        v = self.value(memory).view(batch, slots, self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
         k = torch.cat([self.key(profile).view(-1, 1, self.n_heads, self.head_dim), k], dim=1)  # [P, 1 + M, nh, d]
-        v = torch.cat([self.value(profile).view(-1, 1, self.n_heads, self.head_dim), v], dim=1)
         base = self.proxies.expand(len(rows), -1, -1)  # [P, K, H]
         if self.state_query is not None:
             base = base + self.state_query(states)[:, None]  # queries conditioned on the sequence state
         q = self.query(base).view(*base.shape[:2], self.n_heads, self.head_dim)  # [P, K, nh, d]
         logits = torch.einsum("pknd,pmnd->pnkm", q, k) / math.sqrt(self.head_dim)  # [P, nh, K, 1 + M]
-        return logits.masked_fill(~mask[:, None, None, :], float("-inf")), base, v
+        return logits.masked_fill(~mask[:, None, None, :], float("-inf")), base
 
     def proxy_states(self, memory: torch.Tensor, valid: torch.Tensor, slot_position: torch.Tensor,
                      rows: torch.Tensor, positions: torch.Tensor, profile: torch.Tensor, profile_valid: torch.Tensor,
@@ -291,8 +289,10 @@ class PreferenceRetriever(nn.Module):
         attention over [preference; memory] averaged over heads ``[P, K, 1 + M]``
         (a distribution over the slots it may see; what explanations show).
         """
-        logits, base, v = self._attention_logits(memory, valid, slot_position, rows, positions, profile,
-                                                 profile_valid, states)
+        logits, base = self._attention_logits(memory, valid, slot_position, rows, positions, profile,
+                                              profile_valid, states)
+        v = self.value(memory).view(*memory.shape[:2], self.n_heads, self.head_dim)[rows]  # [P, M, nh, d]
+        v = torch.cat([self.value(profile).view(-1, 1, self.n_heads, self.head_dim), v], dim=1)  # [P, 1 + M, nh, d]
         weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # a query with no memory reads nothing
         context = torch.einsum("pnkm,pmnd->pknd", self.dropout(weights), v).flatten(-2)  # [P, K, H]
         out = self.norm1(base + self.dropout(self.out(context)))  # [P, K, H]
