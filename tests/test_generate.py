@@ -156,7 +156,9 @@ def test_token_budget(tiny):
 def test_killed_mid_run_loses_and_duplicates_nothing(tiny, sig):
     root, overrides = tiny
     cache = root / "tiny" / "tiny.llm_cache.sqlite"
-    with LoopbackLLM(delay=0.15) as server:
+    # slow answers: the 44 prompts left after the 20th answer take ~6.6 s, so a loaded machine that wakes this
+    # test late still signals a generator that is mid-run (at 0.15 s it could finish first: seen under load)
+    with LoopbackLLM(delay=0.6) as server:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.cli.generate", *cli(server, overrides,
                                  "--concurrency", "4")], cwd=PROJECT_ROOT, env=env,
