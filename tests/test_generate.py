@@ -152,17 +152,22 @@ def test_token_budget(tiny):
     assert 0 < summary.calls < N_PROMPTS and summary.pending == N_PROMPTS - summary.calls
 
 
+def default_ctrl_c() -> None:
+    """The generator as a terminal starts it: Ctrl-C not ignored. A shell's background job without job control
+    (e.g. ``(pytest &)``) ignores SIGINT, the child inherits that, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_killed_mid_run_loses_and_duplicates_nothing(tiny, sig):
     root, overrides = tiny
     cache = root / "tiny" / "tiny.llm_cache.sqlite"
-    # slow answers: the 44 prompts left after the 20th answer take ~6.6 s, so a loaded machine that wakes this
-    # test late still signals a generator that is mid-run (at 0.15 s it could finish first: seen under load)
-    with LoopbackLLM(delay=0.6) as server:
+    with LoopbackLLM(delay=0.15) as server:
         env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
         proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.cli.generate", *cli(server, overrides,
                                  "--concurrency", "4")], cwd=PROJECT_ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=default_ctrl_c)
         deadline = time.time() + 120
         while time.time() < deadline and len(server.requests) < 20:
             time.sleep(0.05)
