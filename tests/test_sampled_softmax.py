@@ -62,3 +62,25 @@ def test_sampled_training_reaches_every_part(tiny, negatives):
     for name in ("retriever.proxies", "item_embedding.weight", "fusions.weighted.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_a_sampled_step_builds_only_the_item_rows_it_reads(tiny):
+    """The item table's rows (ID + projected text) are row-wise: a subset equals the whole table's rows, and
+    the sequence states read from the subset equal those read from the whole table."""
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "text_in_items": "True", "train_negatives": "uniform",
+                                         "train_negatives_count": "8"})
+    init_seed(5, True)
+    model = UR4Rec(config, train._dataset).eval()
+    batch = next(iter(train))
+    seq = batch["item_id_list"]
+    needed, rows = torch.unique(seq, return_inverse=True)
+    with torch.no_grad():
+        whole = model.item_table()
+        torch.testing.assert_close(model.item_table(needed), whole[needed])
+        torch.testing.assert_close(model.sequence_states(seq, model.item_table(needed), rows),
+                                   model.sequence_states(seq, whole))
+    model.train()
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.retriever.item_adapter.gain.grad is not None

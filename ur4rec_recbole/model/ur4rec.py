@@ -135,6 +135,7 @@ class UR4Rec(SASRec):
         self.exclude_history = config["exclude_history"]
         self.train_exclude_history = config["train_exclude_history"]
         self.proxy_pooling = config["proxy_pooling"]
+        self.sampled_softmax = config["train_negatives"] != "none"
         self.negatives = NEGATIVE_SAMPLERS[config["train_negatives"]](
             self.n_items, config["train_negatives_count"], training_item_counts(dataset, self.n_items))
         # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
@@ -209,22 +210,27 @@ class UR4Rec(SASRec):
         return self.fusions[self.fusion_name]
 
     # -- scoring ------------------------------------------------------------
-    def item_table(self) -> torch.Tensor:
-        """Item representations the sequence model reads and scores with. ``[N, H]``
+    def item_table(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Item representations the sequence model reads and scores with: ``[N, H]``, or the rows of ``items``
+        ``[n, H]`` (the adapters are row-wise, so a row is the same either way).
 
         ``text_in_items`` (UniSRec-style) adds the adapted knowledge vector to
         each item's ID embedding, in input and output alike; ``fusion: none``
         switches it off with the rest of the text model.
         """
+        ids = self.item_embedding.weight if items is None else self.item_embedding(items)
         if self.text_in_items and self.fusion.uses_retriever:
-            text = self.retriever.item_adapter(self.item_text) * self.item_text_mask[:, None]  # [N, H]
-            return self.item_embedding.weight + text
-        return self.item_embedding.weight
+            text, mask = (self.item_text, self.item_text_mask) if items is None else (self.item_text[items],
+                                                                                      self.item_text_mask[items])
+            return ids + self.retriever.item_adapter(text) * mask[:, None]  # [n, H]
+        return ids
 
-    def sequence_states(self, item_seq: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
-        """SASRec's encoder output at every position. ``[B, L, H]``"""
+    def sequence_states(self, item_seq: torch.Tensor, table: torch.Tensor | None = None,
+                        rows: torch.Tensor | None = None) -> torch.Tensor:
+        """SASRec's encoder output at every position. ``[B, L, H]`` (``rows`` ``[B, L]``: where each item of
+        ``item_seq`` is in ``table``, when the table holds some items only)."""
         position_ids = torch.arange(item_seq.size(1), dtype=torch.long, device=item_seq.device)
-        items = self.item_embedding(item_seq) if table is None else table[item_seq]
+        items = self.item_embedding(item_seq) if table is None else table[item_seq if rows is None else rows]
         hidden = items + self.position_embedding(position_ids)[None]  # [B, L, H]
         hidden = self.dropout(self.LayerNorm(hidden))
         mask = self.get_attention_mask(item_seq)  # causal + padding
@@ -482,8 +488,12 @@ class UR4Rec(SASRec):
     def calculate_loss(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
         target = interaction[self.POS_ITEM_ID]  # [B]
-        table = self.item_table()
-        states = self.sequence_states(item_seq, table)  # [B, L, H]
+        if self.sampled_softmax:  # the item table only for the rows this step reads: no O(N) adapter work
+            table, (needed, rows) = None, torch.unique(item_seq, return_inverse=True)
+            states = self.sequence_states(item_seq, self.item_table(needed), rows)  # [B, L, H]
+        else:
+            table = self.item_table()  # [N, H]
+            states = self.sequence_states(item_seq, table)  # [B, L, H]
         if self.all_positions:
             # the target at position t is the item at t+1; the row's target follows its last item
             shifted = torch.cat([item_seq[:, 1:], torch.zeros_like(item_seq[:, :1])], dim=1)  # [B, L]
@@ -501,7 +511,10 @@ class UR4Rec(SASRec):
         targets = targets[valid]  # [P]
         candidates = self.negatives.candidates(targets)  # the catalogue, or a sample (train_negatives)
         items = None if candidates.whole else candidates.items  # [C]
-        candidate_table = table if items is None else table[items]  # [C, H]
+        if table is None:  # sampled softmax: the candidates' rows (all of them when the sample is the catalogue)
+            candidate_table = self.item_table(items)  # [C, H]
+        else:
+            candidate_table = table if items is None else table[items]  # [C, H]
         seq_logits = state @ candidate_table.T  # [P, C]
 
         ret_logits = proxies = views = None
