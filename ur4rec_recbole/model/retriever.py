@@ -350,10 +350,9 @@ class PreferenceRetriever(nn.Module):
         totals = []
         for start in range(0, len(blocks[0].candidates), step):
             part = slice(start, start + step)
-            first = F.normalize(blocks[0].candidates[part].float(), dim=-1)  # [c, H]
-            total = weights[:, :1] * torch.exp(beta * (profile @ first.T - 1.0))  # [P, c] the preference slot
-            for block, (slot_weights, inverse, items) in zip(blocks, history):
-                unit = F.normalize(block.candidates[part].float(), dim=-1)  # [c, H]
+            units = [F.normalize(block.candidates[part].float(), dim=-1) for block in blocks]  # [c, H] each
+            total = weights[:, :1] * torch.exp(beta * (profile @ units[0].T - 1.0))  # [P, c] the preference slot
+            for block, unit, (slot_weights, inverse, items) in zip(blocks, units, history):
                 kernel = torch.exp(beta * (items @ unit.T - 1.0))  # [U, c]
                 if block.candidate_valid is not None:  # a candidate without this modality matches none of its slots
                     kernel = kernel * block.candidate_valid[part][None, :]

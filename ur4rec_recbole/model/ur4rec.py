@@ -327,16 +327,17 @@ class UR4Rec(SASRec):
         read = interaction[HISTORY_START][rows] + positions + 1  # [P] portion items read at the position
         profile, profile_valid = self.profile_of(interaction[self.USER_ID][rows], read)
         proxies = self._read(memory, rows, positions, self.retriever.user_adapter(profile), profile_valid, states,
-                             seq_rows.repeat(1, memory[0].shape[1] // seq_rows.shape[1]))
+                             seq_rows)
         return proxies, views, item_rows
 
     def _read(self, memory: tuple[torch.Tensor, ...], rows: torch.Tensor, positions: torch.Tensor,
-              profile: torch.Tensor, profile_valid: torch.Tensor, states: torch.Tensor, slot_rows: torch.Tensor,
+              profile: torch.Tensor, profile_valid: torch.Tensor, states: torch.Tensor, seq_rows: torch.Tensor,
               return_attention: bool = False):
         """What the retriever reads of the memory for each query: proxy states ``[P, K, H]`` (with their
-        attention when asked), or under ``retriever_scoring: slots`` a :class:`SlotRead` (``slot_rows``
-        ``[B, M]``: each memory slot's row in the item views)."""
+        attention when asked), or under ``retriever_scoring: slots`` a :class:`SlotRead` (``seq_rows``
+        ``[B, L]``: each history item's row in the item views; every modality block repeats them)."""
         if self.retriever.scoring == "slots":
+            slot_rows = seq_rows.repeat(1, memory[0].shape[1] // seq_rows.shape[1])  # [B, M]
             return self.retriever.slot_read(*memory, rows, positions, profile, profile_valid, states, slot_rows)
         return self.retriever.proxy_states(*memory, rows, positions, profile, profile_valid, states,
                                            return_attention=return_attention)
@@ -416,8 +417,7 @@ class UR4Rec(SASRec):
         memory, kinds = self.memory_of(item_seq, item_seq_len, views, removed)
         rows = torch.arange(len(item_seq), device=item_seq.device)
         out = self._read(memory, rows, item_seq_len - 1, self.retriever.user_adapter(user_text),
-                         user_valid & self.use_profile, state, item_seq.repeat(1, len(kinds) // item_seq.shape[1]),
-                         return_attention=return_attention)
+                         user_valid & self.use_profile, state, item_seq, return_attention=return_attention)
         return out, memory, kinds
 
     def explain(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
