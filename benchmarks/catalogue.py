@@ -87,6 +87,7 @@ def worker(n_items: int, mode: str, steps: int, warmup: int, count: int, scoring
     from ur4rec_recbole.config import Config
     from ur4rec_recbole.model import UR4Rec
     from ur4rec_recbole.run.prepare import autograd_without_anomaly_checks, set_torch_threads
+    from ur4rec_recbole.training.optimizers import with_sparse_parameters
 
     config = Config("UR4Rec", "synthetic-catalogue", config_dict={
         "train_negatives": mode, "train_negatives_count": count, "MAX_ITEM_LIST_LENGTH": LENGTH,
@@ -97,7 +98,9 @@ def worker(n_items: int, mode: str, steps: int, warmup: int, count: int, scoring
     cuda = config["device"].type == "cuda"
     init_seed(2020, False)
     model = UR4Rec(config, SyntheticCatalogue(config, n_items)).to(config["device"]).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["learning_rate"])
+    # as the trainer builds it: Adam, and lazy Adam for the item embedding under sampled negatives
+    optimizer = with_sparse_parameters(model, lambda params: torch.optim.Adam(params, lr=config["learning_rate"]),
+                                       config["learning_rate"])
     data = list(batches(config, n_items, steps + warmup, config["device"]))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (ru_maxrss is in KiB)
     if cuda:

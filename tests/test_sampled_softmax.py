@@ -84,3 +84,51 @@ def test_a_sampled_step_builds_only_the_item_rows_it_reads(tiny):
     loss = model.calculate_loss(batch)
     loss.backward()
     assert torch.isfinite(loss) and model.retriever.item_adapter.gain.grad is not None
+
+
+def test_sampled_negatives_update_only_the_item_rows_a_step_read(tiny):
+    """Lazy Adam: under sampled negatives the item embedding's gradient is sparse and a step moves only the rows
+    it read; every other parameter gets the configured learner."""
+    from ur4rec_recbole.lookups import get_trainer
+    from ur4rec_recbole.training.optimizers import DenseAndSparse
+
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "retriever_weight": "0.5", "train_negatives": "uniform",
+                                         "train_negatives_count": "5"})
+    init_seed(7, True)
+    model = UR4Rec(config, train._dataset).train()
+    optimizer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).optimizer
+    assert isinstance(optimizer, DenseAndSparse)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer.zero_grad()
+    model.calculate_loss(next(iter(train))).backward()
+    grad = model.item_embedding.weight.grad
+    assert grad.is_sparse
+    read = torch.zeros(model.n_items, dtype=torch.bool)
+    read[grad.coalesce().indices()[0]] = True
+    optimizer.step()
+    moved = (model.item_embedding.weight.detach() != before["item_embedding.weight"]).any(dim=1)
+    assert moved.any() and not moved[~read].any()  # rows nobody read keep their values (and their moments)
+    assert not torch.equal(model.retriever.proxies.detach(), before["retriever.proxies"])
+    state = optimizer.state_dict()
+    again = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).optimizer
+    again.load_state_dict(state)  # a checkpoint's optimizer state round-trips
+    assert again.sparse.state_dict()["state"].keys() == optimizer.sparse.state_dict()["state"].keys()
+
+
+def test_full_softmax_keeps_the_dense_item_embedding_and_its_optimizer(tiny):
+    from ur4rec_recbole.errors import InputError
+    from ur4rec_recbole.lookups import get_trainer
+
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "retriever_weight": "0.5"})
+    model = UR4Rec(config, train._dataset).train()
+    optimizer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model).optimizer
+    assert isinstance(optimizer, torch.optim.Adam) and model.sparse_parameters() == []
+    model.calculate_loss(next(iter(train))).backward()
+    assert not model.item_embedding.weight.grad.is_sparse
+    sampled_config, _, sampled_train, _, _ = build_data({**overrides, "train_negatives": "in_batch"})
+    sampled = UR4Rec(sampled_config, sampled_train._dataset)
+    lazy = get_trainer(sampled_config["MODEL_TYPE"], sampled_config["model"])(sampled_config, sampled).optimizer
+    with pytest.raises(InputError, match="train_negatives it was trained with"):
+        lazy.load_state_dict(optimizer.state_dict())  # resuming a dense run's optimizer sparsely is refused

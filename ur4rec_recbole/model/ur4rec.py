@@ -39,6 +39,7 @@ from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, POOL_SCORES, PROXY_PO
                                             RETRIEVER_QUERIES, RETRIEVER_SCORINGS, PreferenceRetriever, SlotBlock,
                                             SlotRead)
 from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
+from ur4rec_recbole.model.unseen import BorrowedEmbeddings
 from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
@@ -97,6 +98,8 @@ class UR4Rec(SASRec):
                 "mean with fusion: query (it scores the mean proxy against the item table)")
         require_choice(config, "modality_fusion", MODALITY_FUSIONS)
         require_number(config, "fusion_weight", 0)
+        require_number(config, "unseen_item_neighbours", 0, integer=True)
+        require_number(config, "unseen_item_scale", 0)
         require_number(config, "cascade_k", 1, integer=True)
         require_number(config, "train_batch_size", 1, integer=True)
         require_choice(config, "train_negatives", NEGATIVE_SAMPLERS)
@@ -136,8 +139,19 @@ class UR4Rec(SASRec):
         self.train_exclude_history = config["train_exclude_history"]
         self.proxy_pooling = config["proxy_pooling"]
         self.sampled_softmax = config["train_negatives"] != "none"
+        # sampled negatives: a step reads few rows of the item embedding, so its gradient is sparse and it is
+        # updated by lazy Adam (training/optimizers.py); only where the trainer's learner is Adam without weight
+        # decay, in one process (DDP all-reduces dense gradients)
+        self.item_embedding.sparse = (self.sampled_softmax and str(config["learner"]).lower() == "adam"
+                                      and not config["weight_decay"] and bool(config["single_spec"]))
+        self.register_buffer("all_items", torch.arange(self.n_items), persistent=False)  # [N]
+        counts = training_item_counts(dataset, self.n_items)  # [N]
         self.negatives = NEGATIVE_SAMPLERS[config["train_negatives"]](
-            self.n_items, config["train_negatives_count"], training_item_counts(dataset, self.n_items))
+            self.n_items, config["train_negatives_count"], counts)
+        # items no training portion holds score with ID rows borrowed from their nearest seen items (unseen.py)
+        unseen = counts == 0 if getattr(dataset, "training_histories", None) else torch.zeros_like(counts).bool()
+        self.unseen_items = BorrowedEmbeddings(unseen, features.item_text_mask, config["unseen_item_neighbours"],
+                                               config["unseen_item_scale"])
         # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
         cold = torch.zeros(self.n_items, dtype=torch.bool)
         cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
@@ -210,16 +224,33 @@ class UR4Rec(SASRec):
         return self.fusions[self.fusion_name]
 
     # -- scoring ------------------------------------------------------------
+    def id_rows(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """ID embedding rows of ``items`` (every item when None). ``[n, H]`` (a sparse embedding is always read
+        by lookup, so its gradient stays sparse)"""
+        if items is None:
+            return self.item_embedding(self.all_items) if self.item_embedding.sparse else self.item_embedding.weight
+        return self.item_embedding(items)
+
+    def sparse_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters whose gradients are sparse (the optimiser gives them lazy Adam: training/optimizers.py)."""
+        return [self.item_embedding.weight] if self.item_embedding.sparse else []
+
     def item_table(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Item representations the sequence model reads and scores with: ``[N, H]``, or the rows of ``items``
         ``[n, H]`` (the adapters are row-wise, so a row is the same either way).
 
         ``text_in_items`` (UniSRec-style) adds the adapted knowledge vector to
         each item's ID embedding, in input and output alike; ``fusion: none``
-        switches it off with the rest of the text model.
+        switches it off with the rest of the text model. When scoring (eval
+        mode), items without training interactions read ID rows borrowed from
+        their nearest seen items by text (``unseen.py``).
         """
-        ids = self.item_embedding.weight if items is None else self.item_embedding(items)
-        if self.text_in_items and self.fusion.uses_retriever:
+        ids = self.id_rows(items)
+        if not self.fusion.uses_retriever:  # the ID-only model (the ablation): IDs alone
+            return ids
+        if not self.training and self.unseen_items.active:  # scoring: unseen items borrow seen items' ID rows
+            ids = self.unseen_items.replace(ids, self.item_embedding.weight, self.item_text, items)
+        if self.text_in_items:
             text, mask = (self.item_text, self.item_text_mask) if items is None else (self.item_text[items],
                                                                                       self.item_text_mask[items])
             return ids + self.retriever.item_adapter(text) * mask[:, None]  # [n, H]
@@ -243,7 +274,7 @@ class UR4Rec(SASRec):
     def item_views(self, items: torch.Tensor | None = None) -> ItemViews:
         """Each modality's representation of the item ids ``items`` (every item when None). ``[n, H]``"""
         pick = (lambda table: table) if items is None else (lambda table: table[items])
-        ids = self.item_embedding.weight if items is None else self.item_embedding(items)
+        ids = self.id_rows(items)
         text = text_mask = image = image_mask = None
         if "text" in self.modalities:
             text_mask = pick(self.item_text_mask)

@@ -29,6 +29,7 @@ from recbole.utils import set_color
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
+from ur4rec_recbole.training.optimizers import with_sparse_parameters
 from ur4rec_recbole.training.stages import joint_stage
 
 CHECKPOINT_FORMAT = "ur4rec-recbole/2"  # 2: records the data fingerprint
@@ -226,6 +227,12 @@ class UR4RecTrainer(SafeCheckpointMixin, Trainer):
         self.stages = config["stages"] or [joint_stage(config["epochs"])]  # parsed by UR4Rec.check_settings
         super().__init__(config, model)
         self.current_stage: str | None = None
+
+    def _build_optimizer(self, **kwargs):
+        """RecBole's learner, plus lazy Adam for the model's sparse parameters (``training/optimizers.py``)."""
+        learning_rate = kwargs.get("learning_rate", self.learning_rate)
+        return with_sparse_parameters(self.model, lambda params: super(UR4RecTrainer, self)._build_optimizer(
+            **{**kwargs, "params": params}), learning_rate)
 
     def stage_at(self, epoch_idx: int) -> dict:
         """The stage that owns epoch ``epoch_idx`` (0-based)."""

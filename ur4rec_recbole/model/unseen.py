@@ -1,0 +1,89 @@
+"""Items without training interactions: ID embeddings borrowed from their nearest seen items by text.
+
+No training portion holds an unseen item (a cold item of the ``cold_items``
+protocol, or one that occurs only as a validation or test target), so its
+ID embedding was never trained as a positive: it is its random
+initialisation, or pushed down as a negative. A model that reads text can do
+better: when it scores, the unseen item's ID row is replaced by
+``unseen_item_scale`` x the mean ID embedding of the ``unseen_item_neighbours``
+seen items whose knowledge vectors are most similar to its own (cosine). The
+row then enters the sequence encoder and the sequence score like any other,
+next to the item's own adapted text (``text_in_items``).
+
+Training never reads the borrowed rows (an unseen item is never a positive,
+and under the cold-item protocol never a negative either), so training is
+unchanged; evaluation (validation included) and serving use them. The scale
+shrinks what the neighbours lend: a copied row would also copy their
+popularity. Both settings were chosen on validation (README, "Cold items").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+
+class BorrowedEmbeddings(nn.Module):
+    """Which items borrow and from whom; the lenders are found once, the first time the model scores.
+
+    Lazily, because a training-only run never needs them and finding them is
+    O(unseen x seen) (a synthetic 1M-item catalogue is almost all unseen).
+    Nothing here is saved in checkpoints: it follows from the data.
+    """
+
+    def __init__(self, unseen: torch.Tensor, item_text_mask: torch.Tensor, neighbours: int, scale: float,
+                 chunk_entries: int = 1 << 25) -> None:
+        super().__init__()
+        unseen = unseen.clone()
+        unseen[0] = False  # padding
+        borrowers = torch.nonzero(unseen & item_text_mask).squeeze(1)  # [Z] unseen items with a knowledge vector
+        lenders_pool = ~unseen & item_text_mask
+        lenders_pool[0] = False
+        self.neighbours = min(neighbours, int(lenders_pool.sum()))
+        self.scale = float(scale)
+        self.chunk_entries = chunk_entries
+        if self.neighbours == 0:
+            borrowers = borrowers[:0]
+        slot = torch.full((len(unseen),), -1, dtype=torch.long)
+        slot[borrowers] = torch.arange(len(borrowers))
+        self.register_buffer("borrowers", borrowers, persistent=False)  # [Z]
+        self.register_buffer("slot", slot, persistent=False)  # [N] row in `lenders`, -1: not a borrower
+        self.register_buffer("lenders_pool", lenders_pool, persistent=False)  # [N]
+        self.register_buffer("lenders", torch.zeros(0, self.neighbours, dtype=torch.long), persistent=False)
+
+    @property
+    def active(self) -> bool:
+        return len(self.borrowers) > 0
+
+    def find_lenders(self, item_text: torch.Tensor) -> torch.Tensor:
+        """The ``k`` seen items nearest to each borrower by knowledge-vector cosine. ``[Z, k]``"""
+        if len(self.lenders) != len(self.borrowers):
+            unit = F.normalize(item_text.float(), dim=-1)  # [N, D]
+            pool = torch.nonzero(self.lenders_pool).squeeze(1)  # [S]
+            pool_unit = unit[pool]  # [S, D]
+            step = max(1, self.chunk_entries // max(1, len(pool)))
+            found = []
+            chunks = range(0, len(self.borrowers), step)
+            for start in tqdm(chunks, desc="unseen items' nearest seen items", unit="chunk",
+                              disable=len(chunks) < 20):
+                sims = unit[self.borrowers[start:start + step]] @ pool_unit.T  # [z, S]
+                found.append(pool[sims.topk(self.neighbours, dim=1).indices])  # [z, k]
+            self.lenders = torch.cat(found)
+        return self.lenders
+
+    def replace(self, ids: torch.Tensor, weight: torch.Tensor, item_text: torch.Tensor,
+                items: torch.Tensor | None = None) -> torch.Tensor:
+        """``ids`` (the ID rows of ``items``, or of every item when None) with the borrowers' rows replaced by
+        the scaled mean of their lenders' rows of ``weight`` (the ID embedding table). ``[n, H]``"""
+        lenders = self.find_lenders(item_text)  # [Z, k]
+        if items is None:
+            borrowed = self.scale * weight[lenders].mean(dim=1)  # [Z, H]
+            return ids.index_copy(0, self.borrowers, borrowed)
+        slot = self.slot[items]  # [n]
+        where = torch.nonzero(slot >= 0).squeeze(1)  # rows of `ids` that borrow
+        if not len(where):
+            return ids
+        borrowed = self.scale * weight[lenders[slot[where]]].mean(dim=1)  # [w, H]
+        return ids.index_copy(0, where, borrowed)
