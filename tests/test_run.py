@@ -60,6 +60,22 @@ def test_resume_continues_after_the_saved_epoch(finished, tmp_path):
     assert [e["epoch"] for e in resumed["epoch_history"]] == [1]
 
 
+def test_sampled_run_resumes_with_its_lazy_adam_and_refuses_a_dense_resume(tiny, tmp_path, capsys):
+    _, overrides = tiny
+    sampled = {**overrides, "train_negatives": "uniform", "train_negatives_count": 8}
+    first = run_ur4rec.main(["--dataset", "tiny", *cli(sampled)])
+    state = torch.load(first["checkpoint"], weights_only=True)
+    assert set(state["optimizer"]) == {"dense", "sparse"} and state["optimizer"]["sparse"]["state"]
+    out = tmp_path / "resumed.json"
+    run_ur4rec.main(["--dataset", "tiny", "--resume", first["checkpoint"], "--results", str(out),
+                     *cli({**sampled, "epochs": 2})])
+    assert [e["epoch"] for e in json.loads(out.read_text())["epoch_history"]] == [1]
+    line = fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--resume", first["checkpoint"],
+                                                          *cli({**overrides, "epochs": 2})]),
+                         "train_negatives, learner and weight_decay it was trained with")
+    assert first["checkpoint"] in line
+
+
 def test_foreign_checkpoint_is_refused(tiny, tmp_path):
     _, overrides = tiny
     config, _, train, _, test = build_data(overrides)

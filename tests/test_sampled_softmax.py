@@ -130,5 +130,5 @@ def test_full_softmax_keeps_the_dense_item_embedding_and_its_optimizer(tiny):
     sampled_config, _, sampled_train, _, _ = build_data({**overrides, "train_negatives": "in_batch"})
     sampled = UR4Rec(sampled_config, sampled_train._dataset)
     lazy = get_trainer(sampled_config["MODEL_TYPE"], sampled_config["model"])(sampled_config, sampled).optimizer
-    with pytest.raises(InputError, match="train_negatives it was trained with"):
+    with pytest.raises(InputError, match="train_negatives, learner and weight_decay it was trained with"):
         lazy.load_state_dict(optimizer.state_dict())  # resuming a dense run's optimizer sparsely is refused

@@ -43,12 +43,28 @@ class DenseAndSparse:
         return {"dense": self.dense.state_dict(), "sparse": self.sparse.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if set(state) != {"dense", "sparse"}:
-            raise InputError("the checkpoint's optimizer state is one dense optimizer, but this run trains the item "
-                             "embedding sparsely (train_negatives); resume with the train_negatives it was trained "
-                             "with")
+        if not is_split(state):
+            raise InputError(f"the checkpoint's {KINDS[False]}, but this run's {KINDS[True]}; {RESUME_HINT}")
         self.dense.load_state_dict(state["dense"])
         self.sparse.load_state_dict(state["sparse"])
+
+
+KINDS = {True: "optimizer trains the item embedding sparsely (lazy Adam under sampled train_negatives)",
+         False: "optimizer is one dense optimizer"}
+RESUME_HINT = "resume with the train_negatives, learner and weight_decay it was trained with"
+
+
+def is_split(state: dict) -> bool:
+    """Whether an optimizer state was saved by :class:`DenseAndSparse`."""
+    return set(state) == {"dense", "sparse"}
+
+
+def load_optimizer_state(optimizer, state: dict, source) -> None:
+    """Load a checkpoint's optimizer ``state``; one line naming ``source`` when it is of the other kind."""
+    saved, now = is_split(state), isinstance(optimizer, DenseAndSparse)
+    if saved != now:
+        raise InputError(f"{source}: the checkpoint's {KINDS[saved]}, but this run's {KINDS[now]}; {RESUME_HINT}")
+    optimizer.load_state_dict(state)
 
 
 def with_sparse_parameters(model: torch.nn.Module, build_dense: Callable[[Sequence[torch.nn.Parameter]], object],

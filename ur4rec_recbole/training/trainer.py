@@ -29,7 +29,7 @@ from recbole.utils import set_color
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
-from ur4rec_recbole.training.optimizers import with_sparse_parameters
+from ur4rec_recbole.training.optimizers import load_optimizer_state, with_sparse_parameters
 from ur4rec_recbole.training.stages import joint_stage
 
 CHECKPOINT_FORMAT = "ur4rec-recbole/2"  # 2: records the data fingerprint
@@ -166,7 +166,7 @@ class SafeCheckpointMixin:
         self.best_valid_score = state["best_valid_score"]
         self._load_weights(state, resume_file)
         if self.optimizer is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"], resume_file)
         self._save_checkpoint(state["epoch"], verbose=False)  # the best so far, should no later epoch beat it
         self.logger.info(f"Checkpoint {resume_file} loaded. Resume training from epoch {self.start_epoch}; "
                          f"checkpoints of this run: {self.saved_model_file}")
