@@ -28,8 +28,6 @@ from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_result_files
 from ur4rec_recbole.lookups import get_model, get_trainer
-from ur4rec_recbole.model.sampled_softmax import training_item_counts
-from ur4rec_recbole.model.unseen import BorrowedEmbeddings
 from ur4rec_recbole.run.metrics import bucket_report, per_user_metrics, target_groups, training_counts
 from ur4rec_recbole.run.prepare import prepare_run
 from ur4rec_recbole.run.recommend.loading import checkpoint_path, settings_from
@@ -69,11 +67,11 @@ def main(argv: list[str] | None = None) -> dict:
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     counts = training_counts(train._dataset)
     cold = np.asarray(getattr(train._dataset, "cold_items", []))
-    unseen = training_item_counts(train._dataset, model.n_items) == 0
+    shipped = model.unseen_items  # the model's own rule for which items borrow
 
     grid = []
     for neighbours, scale in tqdm([(0, 0.0), *itertools.product(args.neighbours, args.scales)], desc="settings"):
-        model.unseen_items = BorrowedEmbeddings(unseen, model.item_text_mask, neighbours, scale)
+        model.unseen_items = shipped.with_settings(neighbours, scale)
         overall = trainer.evaluate(valid, load_best_model=False, show_progress=False)
         users = per_user_metrics(trainer, valid)
         users.update(target_groups(users["item_id"], counts, cold))
@@ -83,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "valid_bucket_users": {g: int(v["users"]) for g, v in buckets.items()}})
     best = max(grid, key=lambda row: row["valid_ndcg@10"])  # max keeps the first of equal values
     result = {"command": " ".join(["python", *sys.argv]), "checkpoint": str(args.checkpoint),
-              "model": config["model"], "dataset": config["dataset"], "unseen_items": int(unseen[1:].sum()),
+              "model": config["model"], "dataset": config["dataset"], "unseen_items": int(shipped.unseen.sum()),
               "chosen": [best["neighbours"], best["scale"]], "machine": machine(), "grid": grid}
     write_result_files(args.output, result, markdown(result))
     return result

@@ -29,6 +29,8 @@ def test_borrowers_take_the_scaled_mean_of_their_nearest_seen_items():
     assert torch.equal(one.replace(weight[[1, 2]], weight, text, torch.tensor([1, 2])), weight[[1, 2]])
     off = BorrowedEmbeddings(unseen, mask, neighbours=0, scale=0.5)
     assert not off.active
+    again = off.with_settings(1, 0.5)  # other settings for the same items (from an inactive one, too)
+    assert torch.equal(again.replace(weight.clone(), weight, text), out)
 
 
 @pytest.fixture

@@ -48,6 +48,8 @@ class BorrowedEmbeddings(nn.Module):
             borrowers = borrowers[:0]
         slot = torch.full((len(unseen),), -1, dtype=torch.long)
         slot[borrowers] = torch.arange(len(borrowers))
+        self.register_buffer("unseen", unseen, persistent=False)  # [N] (padding excluded)
+        self.register_buffer("item_text_mask", item_text_mask, persistent=False)  # [N]
         self.register_buffer("borrowers", borrowers, persistent=False)  # [Z]
         self.register_buffer("slot", slot, persistent=False)  # [N] row in `lenders`, -1: not a borrower
         self.register_buffer("lenders_pool", lenders_pool, persistent=False)  # [N]
@@ -56,6 +58,10 @@ class BorrowedEmbeddings(nn.Module):
     @property
     def active(self) -> bool:
         return len(self.borrowers) > 0
+
+    def with_settings(self, neighbours: int, scale: float) -> BorrowedEmbeddings:
+        """The same items borrowing with other settings (choosing them on validation: one trained model)."""
+        return BorrowedEmbeddings(self.unseen, self.item_text_mask, neighbours, scale, self.chunk_entries)
 
     def find_lenders(self, item_text: torch.Tensor) -> torch.Tensor:
         """The ``k`` seen items nearest to each borrower by knowledge-vector cosine. ``[Z, k]``"""
