@@ -83,8 +83,54 @@ def test_borrowing_off_keeps_the_own_rows(cold_model):
     assert torch.equal(table, model.item_table().detach())
 
 
+def test_training_borrows_from_the_nearest_other_seen_items_at_the_given_rate():
+    # items 1..5 (0 is padding); 5 is unseen; 3 has no knowledge vector
+    text = torch.tensor([[0., 0.], [1., 0.], [0., 1.], [0., 0.], [0.9, 0.1], [0.2, 1.0]])
+    mask = torch.tensor([False, True, True, False, True, True])
+    unseen = torch.tensor([True, False, False, False, False, True])
+    weight = torch.arange(12, dtype=torch.float).view(6, 2).requires_grad_()
+    every = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5)
+    every.training_rate = 1.0
+    assert every.trains
+    out = every.borrow_at_random(weight, weight, text)
+    # each seen item with text reads 0.5 x its nearest *other* seen item's row; the rest keep their own
+    assert every.seen_lenders[[1, 2, 4], 0].tolist() == [4, 4, 1]  # item 2 is nearer 4 (cos 0.11) than 1 (0)
+    assert torch.equal(out[1], 0.5 * weight[4]) and torch.equal(out[2], 0.5 * weight[4])
+    assert torch.equal(out[4], 0.5 * weight[1])
+    assert torch.equal(out[[0, 3, 5]], weight[[0, 3, 5]])  # padding, no text, unseen
+    out.sum().backward()  # the borrowed rows are detached: the lenders learn nothing from them
+    assert weight.grad[[1, 2, 4]].eq(0).all() and weight.grad[[0, 3, 5]].eq(1).all()
+    items = torch.tensor([4, 3, 1])  # rows of some items as in the whole table
+    assert torch.equal(every.borrow_at_random(weight[items], weight, text, items), out[items])
+    some = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5)
+    some.training_rate = 0.3
+    big = torch.zeros(6, 2)
+    torch.manual_seed(0)
+    drawn = sum((some.borrow_at_random(big + 1, big + 1, text) != 1).any(1).float() for _ in range(2000)) / 2000
+    assert abs(drawn[[1, 2, 4]] - 0.3).max() < 0.05 and drawn[[0, 3, 5]].eq(0).all()
+    off = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5)  # unseen_item_training: 0 (the default)
+    assert not off.trains
+
+
+def test_training_borrowing_is_drawn_in_training_steps_only(cold_model):
+    model, train = cold_model(unseen_item_training="1.0", unseen_item_neighbours="1")
+    model.train()
+    trained = model.item_table().detach()
+    own = model.item_embedding.weight.detach() + model.retriever.item_adapter(model.item_text) * model.item_text_mask[:, None]
+    seen = model.unseen_items.lenders_pool
+    assert not torch.allclose(trained[seen], own[seen])  # every seen item with text borrowed
+    assert torch.equal(trained[~seen], own[~seen])  # cold items keep their own rows in training
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.item_table()[seen], own[seen])  # scoring: seen items read their own rows
+    loss = (model.train() or model).calculate_loss(next(iter(train)))
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("key,value,message", [("unseen_item_neighbours", "-1", "unseen_item_neighbours"),
-                                               ("unseen_item_scale", "-0.5", "unseen_item_scale")])
+                                               ("unseen_item_scale", "-0.5", "unseen_item_scale"),
+                                               ("unseen_item_training", "1.5", "unseen_item_training")])
 def test_bad_borrowing_settings_are_refused(tiny, capsys, key, value, message):
     _, overrides = tiny
     argv = ["--dataset", "tiny", *[f"--{k}={v}" for k, v in {**overrides, key: value}.items()]]

@@ -37,7 +37,7 @@ from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeigh
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
 from ur4rec_recbole.model.retriever import (ITEM_ADAPTERS, POOL_SCORES, PROXY_POOLINGS, PROXY_SHARES,
                                             RETRIEVER_QUERIES, RETRIEVER_SCORINGS, PreferenceRetriever, SlotBlock,
-                                            SlotRead)
+                                            SlotRead, take_rows)
 from ur4rec_recbole.model.sampled_softmax import NEGATIVE_SAMPLERS, Candidates, training_item_counts
 from ur4rec_recbole.model.unseen import BorrowedEmbeddings
 from ur4rec_recbole.training.stages import parse_stages
@@ -100,6 +100,7 @@ class UR4Rec(SASRec):
         require_number(config, "fusion_weight", 0)
         require_number(config, "unseen_item_neighbours", 0, integer=True)
         require_number(config, "unseen_item_scale", 0)
+        require_number(config, "unseen_item_training", 0, 1)
         require_number(config, "cascade_k", 1, integer=True)
         require_number(config, "train_batch_size", 1, integer=True)
         require_choice(config, "train_negatives", NEGATIVE_SAMPLERS)
@@ -152,6 +153,7 @@ class UR4Rec(SASRec):
         unseen = counts == 0 if getattr(dataset, "training_histories", None) else torch.zeros_like(counts).bool()
         self.unseen_items = BorrowedEmbeddings(unseen, features.item_text_mask, config["unseen_item_neighbours"],
                                                config["unseen_item_scale"])
+        self.unseen_items.training_rate = float(config["unseen_item_training"])
         # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
         cold = torch.zeros(self.n_items, dtype=torch.bool)
         cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
@@ -250,6 +252,8 @@ class UR4Rec(SASRec):
             return ids
         if not self.training and self.unseen_items.active:  # scoring: unseen items borrow seen items' ID rows
             ids = self.unseen_items.replace(ids, self.item_embedding.weight, self.item_text, items)
+        elif self.training and self.unseen_items.trains:  # unseen_item_training: seen items borrow at random
+            ids = self.unseen_items.borrow_at_random(ids, self.item_embedding.weight, self.item_text, items)
         if self.text_in_items:
             text, mask = (self.item_text, self.item_text_mask) if items is None else (self.item_text[items],
                                                                                       self.item_text_mask[items])
@@ -328,11 +332,11 @@ class UR4Rec(SASRec):
         if removed is not None:
             in_history = in_history & ~removed
         if views.single is not None:
-            blocks = [(views.single[item_seq], in_history)]
+            blocks = [(take_rows(views.single, item_seq), in_history)]
             kinds = ["text" if views.text is not None else "image"]
         else:  # text slots, then image slots; items without an image are masked out of the memory
             has_image = in_history & views.image_mask[item_seq]  # [B, L]
-            blocks = [(views.text[item_seq], in_history), (views.image[item_seq], has_image)]
+            blocks = [(take_rows(views.text, item_seq), in_history), (take_rows(views.image, item_seq), has_image)]
             kinds = ["text", "image"]
         return self.retriever.memory(blocks), [kind for kind in kinds for _ in range(item_seq.shape[1])]
 
