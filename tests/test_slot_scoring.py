@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from conftest import build_data
 from recbole.utils import init_seed
@@ -96,3 +97,30 @@ def test_slot_scores_in_candidate_chunks_equal_one_pass_and_train_alike():
     grads = [torch.autograd.grad(x.sum(), (logits, items)) for x in (whole, chunked)]
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("shape,index", [((7, 3, 2, 4), [[0, 3, 3], [6, 0, 1]]), ((5, 4), [4, 4, 0, 2])])
+def test_take_rows_equals_indexing_in_values_and_gradient(shape, index):
+    from ur4rec_recbole.model.retriever import take_rows
+
+    table = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor(index)
+    weights = torch.randn(*index.shape, *shape[1:], dtype=torch.float64)
+    (table[index] * weights).sum().backward()
+    expected, table.grad = table.grad, None
+    taken = take_rows(table, index)
+    (taken * weights).sum().backward()
+    assert torch.equal(taken, table[index]) and torch.equal(table.grad, expected)  # repeated rows add up
+
+
+def test_items_without_text_alone_go_through_the_id_adapter(tiny):
+    config, _, train, _, _ = build_data(tiny[1])
+    model = UR4Rec(config, train._dataset)
+    text, mask, ids = model.item_text, model.item_text_mask.clone(), model.item_embedding.weight
+    mask[[0, 2, 5]] = False  # padding and two items without a knowledge text
+    retriever = model.retriever
+    got = retriever.item_representations(text, mask, ids)
+    expected = torch.where(mask[:, None], retriever.item_adapter(text), retriever.id_adapter(ids))
+    torch.testing.assert_close(got, expected)  # equal up to float rounding (a matmul over fewer rows)
+    got.sum().backward()
+    assert ids.grad[mask].eq(0).all() and ids.grad[~mask].ne(0).any()  # only text-less rows reach the IDs
