@@ -11,6 +11,7 @@ from conftest import build_data, fails_clearly, without_backbone_settings
 from scipy import stats
 
 import run_ur4rec
+from ur4rec_recbole.io import write_json
 from ur4rec_recbole.run.compare.runner import run_stem, seeds_for
 from ur4rec_recbole.run.compare.spec import parse_spec, parse_specs
 
@@ -135,6 +136,31 @@ def test_rerun_skips_finished_runs(compared):
     assert again["models"][1]["runs"] == bench["models"][1]["runs"]
     run_ur4rec.main([*argv, "--hidden_dropout_prob=0.3"])  # another setting: every run is run again
     assert all(p.stat().st_mtime_ns != stamps[p.name] for p in (out / "runs").glob("*.json"))
+
+
+def test_a_run_made_under_other_defaults_is_run_again(tiny, tmp_path, capsys):
+    _, overrides = tiny
+    out = tmp_path / "bench"
+    argv = ["--dataset", "tiny", "--compare", "UR4Rec", "--output", str(out), *cli({**overrides, "epochs": "1"})]
+    run_ur4rec.main(argv)
+    path = out / "runs" / f"{run_stem('UR4Rec', 2020)}.json"
+    record = json.loads(path.read_text())
+    record["config"]["data_path"] = "/elsewhere/tiny"  # another clone: where it ran is not what it computed
+    write_json(path, record)
+    stamp = path.stat().st_mtime_ns
+    run_ur4rec.main(argv)
+    assert path.stat().st_mtime_ns == stamp  # reused
+    capsys.readouterr()
+    # the same command line, but the run was made when a default differed and before a setting existed
+    record["config"]["unseen_item_scale"] = 0.5
+    del record["config"]["unseen_item_training"]
+    write_json(path, record)
+    stamp = path.stat().st_mtime_ns
+    run_ur4rec.main(argv)
+    assert path.stat().st_mtime_ns != stamp  # run again
+    said = capsys.readouterr()
+    assert "made under other settings (unseen_item_scale, unseen_item_training" in said.out + said.err
+    assert json.loads(path.read_text())["config"]["unseen_item_scale"] == 0.7
 
 
 def test_failing_model_is_reported_and_the_others_finish(tiny, tmp_path):

@@ -5,7 +5,8 @@ chain, split, evaluator and trainer for UR4Rec and RecBole's models) with the
 seed as RecBole's ``seed`` setting; the split (leave-one-out by time) does not
 depend on the seed. Every run writes ``OUTPUT/runs/<label>-seed<k>.json``
 atomically: a finished run is skipped when the command is repeated with the
-same ``--output``; a failed run writes a failure record (error and traceback),
+same ``--output`` and its resolved settings are still those of its record
+(a changed default makes it run again); a failed run writes a failure record (error and traceback),
 the other runs go on, and a repeated command tries the failed run again.
 """
 
@@ -26,7 +27,7 @@ from ur4rec_recbole.config.settings import read_settings_file
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.run.compare.report import write_report
 from ur4rec_recbole.run.compare.spec import RunSpec
-from ur4rec_recbole.io import dated_output, write_json
+from ur4rec_recbole.io import dated_output, plain_config, write_json
 from ur4rec_recbole.run.single import run
 
 FIRST_SEED = 2020  # --seeds N runs seeds 2020 .. 2020 + N - 1
@@ -41,6 +42,9 @@ def seeds_for(n: int) -> list[int]:
 
 
 DISPLAY_ONLY = frozenset({"state", "show_progress", "checkpoint_dir"})  # settings that change no result
+# resolved settings that say where or on what a run ran, not what it computed (paths differ between clones)
+MACHINE_ONLY = frozenset({"data_path", "data_root", "gpu_id", "worker", "device", "use_gpu", "torch_threads",
+                          "local_rank", "nproc", "world_size", "offset", "ip", "port"})
 
 
 def run_settings(cmd_overrides: Mapping[str, str], config_file_list: Sequence[str] | None) -> dict:
@@ -85,16 +89,43 @@ def check_specs(specs: Sequence[RunSpec], dataset: str, config_file_list: Sequen
     return common
 
 
+def run_overrides(spec: RunSpec, seed: int, output: Path, config_file_list: Sequence[str] | None,
+                  cmd_overrides: Mapping[str, str]) -> dict[str, str]:
+    """The settings one (model, seed) runs with on top of the config chain."""
+    overrides = {**cmd_overrides, **spec.overrides, "seed": str(seed),
+                 "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
+    if "topk" not in overrides and "topk" not in _file_settings(config_file_list):
+        overrides["topk"] = REPORTED_TOPK
+    return overrides
+
+
+def changed_settings(previous: Mapping, spec: RunSpec, seed: int, dataset: str, output: Path,
+                     config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str],
+                     common: Collection[str] = ()) -> list[str]:
+    """Resolved settings in which a finished run's record differs from what this invocation would run.
+
+    The command line alone is not enough: a changed package or dataset
+    default (or a setting added since, absent from the record) changes a run
+    that the same command line would repeat. Display and machine settings
+    (``DISPLAY_ONLY``, ``MACHINE_ONLY``) are left out. Sorted names.
+    """
+    config = Config(spec.model, dataset, config_file_list,
+                    cmd_overrides=run_overrides(spec, seed, output, config_file_list, cmd_overrides),
+                    also_known=set(common) | set(spec.overrides))
+    now = json.loads(json.dumps(plain_config(config)))  # as a record stores it
+    then = previous.get("config") or {}
+    missing = object()
+    return sorted(key for key in set(now) | set(then) if key not in DISPLAY_ONLY | MACHINE_ONLY
+                  and now.get(key, missing) != then.get(key, missing))
+
+
 def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
             config_file_list: Sequence[str] | None, cmd_overrides: Mapping[str, str],
             common: Collection[str] = ()) -> dict:
     """Train and test one (model, seed); return its record (``status`` ok or failed)."""
     record = {"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides), "seed": seed,
               "settings": run_settings(cmd_overrides, config_file_list)}
-    overrides = {**cmd_overrides, **spec.overrides, "seed": str(seed),
-                 "checkpoint_dir": str(output / "checkpoints" / run_stem(spec.label, seed))}
-    if "topk" not in overrides and "topk" not in _file_settings(config_file_list):
-        overrides["topk"] = REPORTED_TOPK
+    overrides = run_overrides(spec, seed, output, config_file_list, cmd_overrides)
     try:
         results = run(model=spec.model, dataset=dataset, config_file_list=config_file_list,
                       cmd_overrides=overrides, per_user=True, also_known=common)
@@ -121,11 +152,18 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
         path = runs_dir / f"{run_stem(spec.label, seed)}.json"
         if path.is_file():
             previous = json.loads(path.read_text())
-            # reused only when run under the same settings; otherwise run again (and replace it)
+            # reused only when run under the same settings, as given and as resolved; otherwise run again
+            # (and replace it)
             if previous.get("status") == "ok" and previous.get("settings") == run_settings(cmd_overrides,
                                                                                             config_file_list):
-                records.append(previous)
-                continue
+                changed = changed_settings(previous, spec, seed, dataset, output, config_file_list, cmd_overrides,
+                                           common)
+                if not changed:
+                    records.append(previous)
+                    continue
+                tqdm.write(f"{path}: made under other settings ({', '.join(changed[:5])}"
+                           f"{', ...' if len(changed) > 5 else ''}: changed defaults or settings added since); "
+                           "running it again")
         record = run_one(spec, seed, dataset, output, config_file_list, cmd_overrides, common)
         write_json(path, record)
         records.append(record)
