@@ -12,8 +12,10 @@ Every variant is the dataset's shipped settings (package yaml, dataset yaml,
 early stopping on validation and **never tested** (``test=False``): the table
 is for choosing, and test is read once, by ``--compare``, for the chosen
 design only. Each run is written to ``<out>/runs/<variant>-seed<S>.json`` as it
-finishes (a rerun skips finished runs, so the script can be stopped and
-resumed); ``<out>/ablation.md`` and ``ablation.json`` hold the table: valid
+finishes (a rerun skips finished runs whose overrides are unchanged, so the
+script can be stopped and resumed; unlike ``--compare`` it does not compare
+the resolved settings, so delete ``<out>/runs`` after a change of the
+package's defaults to run every row again); ``<out>/ablation.md`` and ``ablation.json`` hold the table: valid
 NDCG@10 (mean ± std over seeds when there are several), the change against
 the shipped UR4Rec and the ablation, seconds per epoch and its ratio to the
 ablation's (same process, one after the other), best epoch and epochs run.
