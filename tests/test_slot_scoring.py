@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import build_data
 from recbole.utils import init_seed
 
@@ -125,46 +124,3 @@ def test_items_without_text_alone_go_through_the_id_adapter(tiny):
     torch.testing.assert_close(got, expected)  # equal up to float rounding (a matmul over fewer rows)
     got.sum().backward()
     assert ids.grad[mask].eq(0).all() and ids.grad[~mask].ne(0).any()  # only text-less rows reach the IDs
-
-
-def test_cosine_kernel_gives_exact_gradients_to_the_rows_that_can_move():
-    from ur4rec_recbole.model.retriever import _CosineKernel
-
-    torch.manual_seed(3)
-    items = F.normalize(torch.randn(5, 4, dtype=torch.double), dim=-1).requires_grad_()
-    units = F.normalize(torch.randn(6, 4, dtype=torch.double), dim=-1).requires_grad_()
-    beta = torch.tensor(3.0, dtype=torch.double, requires_grad=True)
-    free_items, free_units = torch.tensor([1, 0, 0, 1, 0]).bool(), torch.tensor([0, 0, 1, 0, 0, 1]).bool()
-    grad = torch.randn(5, 6, dtype=torch.double)
-    plain = torch.exp(beta * (items @ units.T - 1.0))
-    expected = torch.autograd.grad(plain, (items, units, beta), grad)
-    kernel = _CosineKernel.apply(items, units, beta, free_items, free_units)
-    got = torch.autograd.grad(kernel, (items, units, beta), grad)
-    torch.testing.assert_close(kernel, plain)
-    torch.testing.assert_close(got[2], expected[2])  # the sharpness: exact
-    torch.testing.assert_close(got[0][free_items], expected[0][free_items])  # rows that can move: exact
-    torch.testing.assert_close(got[1][free_units], expected[1][free_units])
-    assert got[0][~free_items].eq(0).all() and got[1][~free_units].eq(0).all()  # fixed ones: none
-
-
-def test_under_the_frozen_adapter_text_items_get_no_cosine_gradient_and_training_matches(tiny):
-    config, _, train, _, _ = build_data({**tiny[1], **SLOTS, "item_adapter": "frozen"})
-    init_seed(0, True)
-    model = UR4Rec(config, train._dataset)
-    views = model.item_views()
-    assert torch.equal(views.text_fixed, model.item_text_mask)
-    batch = next(iter(train))
-    init_seed(1, True)  # the same dropout masks in both passes
-    loss = model.calculate_loss(batch)
-    fast = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
-    model.item_views = lambda items=None, own=model.item_views: own(items).__class__(
-        *[getattr(own(items), f) for f in ("text", "text_mask", "image", "image_mask", "single")], None)
-    init_seed(1, True)
-    loss_plain = model.calculate_loss(batch)
-    plain = torch.autograd.grad(loss_plain, [p for p in model.parameters() if p.requires_grad], allow_unused=True)
-    torch.testing.assert_close(loss, loss_plain)
-    for a, b in zip(fast, plain):  # the text rows' cosine gradient only ever reached the gain, where it is ~0
-        if a is None or b is None:
-            assert a is None and b is None
-        else:
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

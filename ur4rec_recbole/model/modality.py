@@ -28,7 +28,6 @@ class ItemViews:
     image: torch.Tensor | None  # [N, H] adapted image vector (meaningless where image_mask is False)
     image_mask: torch.Tensor | None  # [N] True where an item has an image
     single: torch.Tensor | None  # [N, H] the representation when only one modality is used
-    text_fixed: torch.Tensor | None = None  # [N] text rows whose direction no parameter moves (frozen adapter)
 
     def both(self) -> torch.Tensor:
         """Items that have a text and an image. ``[N]`` bool"""
@@ -37,8 +36,7 @@ class ItemViews:
     def take(self, ids: torch.Tensor) -> "ItemViews":
         """The views of the items ``ids`` ``[U]`` only (explanations score a few items, not the catalogue)."""
         return ItemViews(*(None if t is None else t[ids]
-                           for t in (self.text, self.text_mask, self.image, self.image_mask, self.single,
-                                     self.text_fixed)))
+                           for t in (self.text, self.text_mask, self.image, self.image_mask, self.single)))
 
 
 class ImageAdapter(nn.Sequential):

@@ -49,8 +49,6 @@ def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 class MLPAdapter(nn.Sequential):
     """``mlp``: two trainable layers (the original design; can learn a pseudo-ID per item)."""
 
-    fixed_direction = False  # (every adapter says whether it fixes an item's direction; FrozenAdapter does)
-
     def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
         super().__init__(nn.Linear(text_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
 
@@ -58,16 +56,12 @@ class MLPAdapter(nn.Sequential):
 class LinearAdapter(nn.Linear):
     """``linear``: one bias-free linear map; similar texts stay similar items."""
 
-    fixed_direction = False
-
     def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
         super().__init__(text_dim, hidden, bias=False)
 
 
 class LowRankAdapter(nn.Sequential):
     """``lowrank``: ``D -> adapter_rank -> H``, both maps bias-free: too few degrees of freedom to memorise items."""
-
-    fixed_direction = False
 
     def __init__(self, text_dim: int, hidden: int, config, item_text: torch.Tensor, item_mask: torch.Tensor) -> None:
         rank = config["adapter_rank"]
@@ -97,9 +91,6 @@ class FrozenAdapter(nn.Module):
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
         return self.gain * F.normalize((text - self.mean) @ self.basis, dim=-1)  # [..., H]
-
-    # an item's direction is fixed (only the shared gain learns): cosines with it need no gradient
-    fixed_direction = True
 
 
 ITEM_ADAPTERS: dict[str, type[nn.Module]] = {
@@ -169,40 +160,6 @@ class SlotBlock(NamedTuple):
     slots: torch.Tensor  # [n, H] the item views the block's slot rows index
     candidates: torch.Tensor  # [C, H] the candidates' view of the same modality
     candidate_valid: torch.Tensor | None  # [C] candidates that have this modality (None: all)
-    slots_fixed: torch.Tensor | None = None  # [n] slot views whose direction no parameter moves (None: none)
-    candidates_fixed: torch.Tensor | None = None  # [C] the same for the candidates
-
-
-class _CosineKernel(torch.autograd.Function):
-    """``exp(beta (items @ units.T - 1))`` ``[U, c]`` for unit rows, with gradients for the rows and columns
-    whose direction can change only (``free_items`` ``[U]``, ``free_units`` ``[c]``).
-
-    Under the frozen adapter an item's direction is fixed (its length, one
-    shared gain, is lost to the cosine), so the exact gradient of those rows
-    is zero: autograd would still run two ``[U, c] x H`` products to find it.
-    """
-
-    @staticmethod
-    def forward(ctx, items, units, beta, free_items, free_units):
-        cos = items @ units.T  # [U, c]
-        kernel = torch.exp(beta * (cos - 1.0))
-        ctx.save_for_backward(items, units, beta, cos, kernel, free_items, free_units)
-        return kernel
-
-    @staticmethod
-    def backward(ctx, grad):
-        items, units, beta, cos, kernel, free_items, free_units = ctx.saved_tensors
-        scaled = grad * kernel  # [U, c] d kernel / d (beta (cos - 1))
-        d_items = d_units = d_beta = None
-        if ctx.needs_input_grad[2]:
-            d_beta = (scaled * (cos - 1.0)).sum().reshape(beta.shape)
-        if ctx.needs_input_grad[0]:
-            rows = free_items.nonzero().squeeze(1)
-            d_items = torch.zeros_like(items).index_copy(0, rows, beta * (scaled.index_select(0, rows) @ units))
-        if ctx.needs_input_grad[1]:
-            cols = free_units.nonzero().squeeze(1)
-            d_units = torch.zeros_like(units).index_copy(0, cols, beta * (scaled.index_select(1, cols).T @ items))
-        return d_items, d_units, d_beta, None, None
 
 
 class _SlotKernelSum(torch.autograd.Function):
@@ -392,22 +349,18 @@ class PreferenceRetriever(nn.Module):
         width = read.slot_rows.shape[1] // len(blocks)  # history slots per block
         profile = F.normalize(read.profile.float(), dim=-1)  # [P, H]
         history = []  # per block: the weights of its slots [P, L], their rows among its items [P, L], items [U, H]
-        for b, block in enumerate(blocks):  # and the items whose direction can change [U] (None: all)
+        for b, block in enumerate(blocks):
             used, inverse = torch.unique(read.slot_rows[:, b * width: (b + 1) * width], return_inverse=True)
             history.append((weights[:, 1 + b * width: 1 + (b + 1) * width].contiguous(), inverse,
-                            F.normalize(take_rows(block.slots, used).float(), dim=-1),
-                            None if block.slots_fixed is None else ~block.slots_fixed[used]))
-        step = max(1, chunk_entries // max(1, max(len(items) for _, _, items, _ in history)))
+                            F.normalize(take_rows(block.slots, used).float(), dim=-1)))
+        step = max(1, chunk_entries // max(1, max(len(items) for _, _, items in history)))
         totals = []
         for start in range(0, len(blocks[0].candidates), step):
             part = slice(start, start + step)
             units = [F.normalize(block.candidates[part].float(), dim=-1) for block in blocks]  # [c, H] each
             total = weights[:, :1] * torch.exp(beta * (profile @ units[0].T - 1.0))  # [P, c] the preference slot
-            for block, unit, (slot_weights, inverse, items, free) in zip(blocks, units, history):
-                if free is not None and block.candidates_fixed is not None and torch.is_grad_enabled():
-                    kernel = _CosineKernel.apply(items, unit, beta, free, ~block.candidates_fixed[part])  # [U, c]
-                else:
-                    kernel = torch.exp(beta * (items @ unit.T - 1.0))  # [U, c]
+            for block, unit, (slot_weights, inverse, items) in zip(blocks, units, history):
+                kernel = torch.exp(beta * (items @ unit.T - 1.0))  # [U, c]
                 if block.candidate_valid is not None:  # a candidate without this modality matches none of its slots
                     kernel = kernel * block.candidate_valid[part][None, :]
                 total = total + _SlotKernelSum.apply(slot_weights, inverse, kernel)  # [P, c]

@@ -290,9 +290,7 @@ class UR4Rec(SASRec):
             single = None
         elif image is not None:  # image alone falls back to the ID representation, as text does
             single = torch.where(image_mask[:, None], image, self.retriever.id_adapter(ids))
-        fixed = text_mask if text is not None and self.retriever.item_adapter.fixed_direction \
-            else None  # the frozen adapter fixes a text item's direction (not an item without text's)
-        return ItemViews(text, text_mask, image, image_mask, single, fixed)
+        return ItemViews(text, text_mask, image, image_mask, single)
 
     # -- preference profiles and memory --------------------------------------------
     def profile_of(self, users: torch.Tensor, read: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,10 +410,8 @@ class UR4Rec(SASRec):
     def slot_blocks(views: ItemViews, pick) -> list[SlotBlock]:
         """The memory's modality blocks for late interaction, candidates taken from the views by ``pick``."""
         if views.single is not None:
-            fixed = views.text_fixed if views.text is not None else None  # (single is the text view then)
-            return [SlotBlock(views.single, pick(views.single), None, fixed, None if fixed is None else pick(fixed))]
-        return [SlotBlock(views.text, pick(views.text), None, views.text_fixed,
-                          None if views.text_fixed is None else pick(views.text_fixed)),
+            return [SlotBlock(views.single, pick(views.single), None)]
+        return [SlotBlock(views.text, pick(views.text), None),
                 SlotBlock(views.image, pick(views.image), pick(views.image_mask))]
 
     # -- serving --------------------------------------------------------------
