@@ -89,8 +89,7 @@ def test_training_borrows_from_the_nearest_other_seen_items_at_the_given_rate():
     mask = torch.tensor([False, True, True, False, True, True])
     unseen = torch.tensor([True, False, False, False, False, True])
     weight = torch.arange(12, dtype=torch.float).view(6, 2).requires_grad_()
-    every = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5)
-    every.training_rate = 1.0
+    every = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5, training_rate=1.0)
     assert every.trains
     out = every.borrow_at_random(weight, weight, text)
     # each seen item with text reads 0.5 x its nearest *other* seen item's row; the rest keep their own
@@ -102,8 +101,7 @@ def test_training_borrows_from_the_nearest_other_seen_items_at_the_given_rate():
     assert weight.grad[[1, 2, 4]].eq(0).all() and weight.grad[[0, 3, 5]].eq(1).all()
     items = torch.tensor([4, 3, 1])  # rows of some items as in the whole table
     assert torch.equal(every.borrow_at_random(weight[items], weight, text, items), out[items])
-    some = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5)
-    some.training_rate = 0.3
+    some = BorrowedEmbeddings(unseen, mask, neighbours=1, scale=0.5, training_rate=0.3)
     big = torch.zeros(6, 2)
     torch.manual_seed(0)
     drawn = sum((some.borrow_at_random(big + 1, big + 1, text) != 1).any(1).float() for _ in range(2000)) / 2000

@@ -248,8 +248,9 @@ class PreferenceRetriever(nn.Module):
                              id_embeddings: torch.Tensor) -> torch.Tensor:
         """Adapted knowledge per item, ID-based for items without text. ``[N, H]``"""
         from_text = self.item_adapter(item_text)  # [N, H]
-        missing = (~item_text_mask).nonzero().squeeze(1)  # [m] (row 0, the padding, at least): the adapter
-        return from_text.index_put((missing,), self.id_adapter(id_embeddings.index_select(0, missing)))  # runs on these only
+        missing = (~item_text_mask).nonzero().squeeze(1)  # [m] (row 0, the padding, at least): the ID adapter
+        from_id = self.id_adapter(id_embeddings.index_select(0, missing))  # runs on these rows only  [m, H]
+        return from_text.index_put((missing,), from_id)
 
     @staticmethod
     def memory(histories: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:

@@ -42,7 +42,7 @@ class BorrowedEmbeddings(nn.Module):
     """
 
     def __init__(self, unseen: torch.Tensor, item_text_mask: torch.Tensor, neighbours: int, scale: float,
-                 chunk_entries: int = 1 << 25) -> None:
+                 chunk_entries: int = 1 << 25, training_rate: float = 0.0) -> None:
         super().__init__()
         unseen = unseen.clone()
         unseen[0] = False  # padding
@@ -62,7 +62,8 @@ class BorrowedEmbeddings(nn.Module):
         self.register_buffer("slot", slot, persistent=False)  # [N] row in `lenders`, -1: not a borrower
         self.register_buffer("lenders_pool", lenders_pool, persistent=False)  # [N]
         self.register_buffer("lenders", torch.zeros(0, self.neighbours, dtype=torch.long), persistent=False)
-        self.training_rate = 0.0  # unseen_item_training (set by the model; with_settings keeps it at 0)
+        self.training_rate = float(training_rate)  # unseen_item_training
+        self.lender_count = int(lenders_pool.sum())  # seen items with a knowledge vector
         # [N, k] every seen item's nearest other seen items (found the first time training borrows)
         self.register_buffer("seen_lenders", torch.zeros(0, self.neighbours, dtype=torch.long), persistent=False)
 
@@ -72,7 +73,8 @@ class BorrowedEmbeddings(nn.Module):
 
     def with_settings(self, neighbours: int, scale: float) -> BorrowedEmbeddings:
         """The same items borrowing with other settings (choosing them on validation: one trained model)."""
-        return BorrowedEmbeddings(self.unseen, self.item_text_mask, neighbours, scale, self.chunk_entries)
+        return BorrowedEmbeddings(self.unseen, self.item_text_mask, neighbours, scale, self.chunk_entries,
+                                  self.training_rate)
 
     def _nearest_seen(self, item_text: torch.Tensor, items: torch.Tensor, exclude_self: bool) -> torch.Tensor:
         """The ``k`` seen items nearest to each of ``items`` ``[Z]`` by knowledge-vector cosine (never the item
@@ -100,7 +102,7 @@ class BorrowedEmbeddings(nn.Module):
     @property
     def trains(self) -> bool:
         """Whether training steps borrow (``unseen_item_training`` > 0 and someone to borrow from)."""
-        return self.training_rate > 0 and self.neighbours > 0 and int(self.lenders_pool.sum()) > self.neighbours
+        return self.training_rate > 0 and 0 < self.neighbours < self.lender_count
 
     def borrow_at_random(self, ids: torch.Tensor, weight: torch.Tensor, item_text: torch.Tensor,
                          items: torch.Tensor | None = None) -> torch.Tensor:

@@ -152,8 +152,8 @@ class UR4Rec(SASRec):
         # items no training portion holds score with ID rows borrowed from their nearest seen items (unseen.py)
         unseen = counts == 0 if getattr(dataset, "training_histories", None) else torch.zeros_like(counts).bool()
         self.unseen_items = BorrowedEmbeddings(unseen, features.item_text_mask, config["unseen_item_neighbours"],
-                                               config["unseen_item_scale"])
-        self.unseen_items.training_rate = float(config["unseen_item_training"])
+                                               config["unseen_item_scale"],
+                                               training_rate=config["unseen_item_training"])
         # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
         cold = torch.zeros(self.n_items, dtype=torch.bool)
         cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
