@@ -45,6 +45,7 @@ DISPLAY_ONLY = frozenset({"state", "show_progress", "checkpoint_dir"})  # settin
 # resolved settings that say where or on what a run ran, not what it computed (paths differ between clones)
 MACHINE_ONLY = frozenset({"data_path", "data_root", "gpu_id", "worker", "device", "use_gpu", "torch_threads",
                           "local_rank", "nproc", "world_size", "offset", "ip", "port"})
+NOT_COMPARED = DISPLAY_ONLY | MACHINE_ONLY  # left out when a finished run's resolved settings are compared
 
 
 def run_settings(cmd_overrides: Mapping[str, str], config_file_list: Sequence[str] | None) -> dict:
@@ -115,8 +116,8 @@ def changed_settings(previous: Mapping, spec: RunSpec, seed: int, dataset: str, 
     now = json.loads(json.dumps(plain_config(config)))  # as a record stores it
     then = previous.get("config") or {}
     missing = object()
-    return sorted(key for key in set(now) | set(then) if key not in DISPLAY_ONLY | MACHINE_ONLY
-                  and now.get(key, missing) != then.get(key, missing))
+    compared = (set(now) | set(then)) - NOT_COMPARED
+    return sorted(key for key in compared if now.get(key, missing) != then.get(key, missing))
 
 
 def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
