@@ -32,6 +32,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from ur4rec_recbole.data.dataset import HISTORY_START, TRAIN_FROM
 from ur4rec_recbole.config.settings import require, require_choice, require_number
 from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.model.dropout import use_same_mask_dropout
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS, ImageAdapter, ItemViews
@@ -175,6 +176,7 @@ class UR4Rec(SASRec):
         self.loss_terms = applicable_terms(self.modalities)
         self.contrastive_temperature = float(config["contrastive_temperature"])
         self.uncertainty = UncertaintyWeighting(self.loss_terms) if config["uncertainty_weighting"] else None
+        use_same_mask_dropout(self)  # the same masks as nn.Dropout, drawn faster on the CPU (dropout.py)
 
         # the loss settings in force (a stage may change them); saved in checkpoints through other_parameter()
         self.other_parameter_name = ["fusion_name", "term_weights"]

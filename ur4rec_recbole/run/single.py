@@ -14,6 +14,7 @@ from recbole.utils import init_seed, set_color
 from ur4rec_recbole.data.fingerprint import data_fingerprint
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
 from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.model.dropout import use_same_mask_dropout
 from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
                                         target_groups, training_counts)
 from ur4rec_recbole.run.prepare import prepare_run
@@ -61,6 +62,7 @@ def run(
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    use_same_mask_dropout(net)  # built-in models too (UR4Rec already has it): same results, sooner on the CPU
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if resume is not None:
