@@ -28,7 +28,7 @@ from recbole.utils import init_seed
 from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_result_files
-from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.lookups import build_model, get_trainer
 from ur4rec_recbole.run.prepare import prepare_run
 
 VARIANTS = (  # (row name, model, settings)
@@ -69,7 +69,7 @@ def measure(name: str, model_name: str, settings: dict, dataset: str, args: argp
     config = prepared.config
     train_data, _, test_data = data_preparation(config, prepared.dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(model_name)(config, train_data._dataset).to(config["device"])
+    model = build_model(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
     start = perf_counter()
     trainer._train_epoch(train_data, 0, show_progress=True)

@@ -9,6 +9,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from recbole.utils import init_seed
 from torch import nn
 
+from ur4rec_recbole.lookups import build_model
 from ur4rec_recbole.model import UR4Rec
 from ur4rec_recbole.model.dropout import SameMaskDropout, uniform_draws_are_bernoulli_draws, use_same_mask_dropout
 
@@ -83,9 +84,11 @@ def test_models_get_it_everywhere_and_train_exactly_as_before(tiny, monkeypatch)
             optimiser.step()
             losses[kind].append(loss.item())
     assert losses["same"] == losses["torch"]
-    sasrec = SASRec(config, train._dataset)
-    count = sum(type(m) is nn.Dropout for m in sasrec.modules())
-    assert count and use_same_mask_dropout(sasrec) == count
+    sasrec_config, _, sasrec_train, _, _ = build_data(overrides, model="SASRec")
+    layers_of_sasrec = 1 + 3 * sasrec_config["n_layers"]  # embeddings; per layer attention, its output, feed-forward
+    assert sum(type(m) is nn.Dropout for m in SASRec(sasrec_config, sasrec_train._dataset).modules()) == layers_of_sasrec
+    sasrec = build_model(sasrec_config, sasrec_train._dataset)  # what every run mode builds
+    assert type(sasrec) is SASRec and sum(type(m) is SameMaskDropout for m in sasrec.modules()) == layers_of_sasrec
     assert not any(type(m) is nn.Dropout for m in sasrec.modules())
     monkeypatch.undo()
     torch.set_num_threads(threads)

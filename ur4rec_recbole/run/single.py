@@ -13,8 +13,7 @@ from recbole.utils import init_seed, set_color
 
 from ur4rec_recbole.data.fingerprint import data_fingerprint
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
-from ur4rec_recbole.lookups import get_model, get_trainer
-from ur4rec_recbole.model.dropout import use_same_mask_dropout
+from ur4rec_recbole.lookups import build_model, get_trainer
 from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
                                         target_groups, training_counts)
 from ur4rec_recbole.run.prepare import prepare_run
@@ -61,8 +60,7 @@ def run(
     train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    use_same_mask_dropout(net)  # built-in models too (UR4Rec already has it): same results, sooner on the CPU
+    net = build_model(config, train_data._dataset)
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if resume is not None:
@@ -126,7 +124,7 @@ def test_saved_model(model: str, dataset: str, checkpoint: str | os.PathLike,
     config = prepared.config
     check_checkpoint(source, config, checkpoint, "test", data_fingerprint(config, vectors=False))
     train_data, _, test_data = data_preparation(config, prepared.dataset)
-    net = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    net = build_model(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     return plain_value(dict(trainer.evaluate(test_data, model_file=checkpoint, show_progress=False)))
 

@@ -23,7 +23,7 @@ import torch
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import plain_config
-from ur4rec_recbole.lookups import get_model
+from ur4rec_recbole.lookups import build_model
 from ur4rec_recbole.run.prepare import prepare_run
 from ur4rec_recbole.training.trainer import read_checkpoint
 
@@ -111,7 +111,7 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
     check_rebuilt({**older, **saved}, plain_config(config), checkpoint)
     splits = dataset.build()  # this package's datasets align their vectors here
     check_same_data(fingerprint, data_fingerprint(config), checkpoint, "recommend from")
-    model = get_model(config["model"])(config, splits[0]).to(config["device"])
+    model = build_model(config, splits[0])
     model.load_state_dict(state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))
     return Loaded(config, dataset, model.eval(), checkpoint)
