@@ -7,7 +7,7 @@ set before torch starts, so each setting runs in its own worker process) the
 worker builds the ablation (``--retriever_weight=0 --fusion=none``, unless
 ``--model_settings`` says otherwise) on the dataset, warms up, then times
 ``--batches`` training batches ``--repeats`` times quiet and ``--repeats``
-times while a busy-loop process (``while True: pass``) runs, alternating, so
+times while ``--contenders`` busy-loop processes (``while True: pass``; default one) run, alternating, so
 that both see the same background. The ratio contended / quiet is the figure;
 the quiet seconds of different settings compare their quiet speed.
 Writes ``benchmarks/results/contention.json`` and ``.md`` beside it.
@@ -23,10 +23,13 @@ import sys
 from pathlib import Path
 from time import perf_counter
 
-SETTINGS = {  # name -> (environment, torch_threads)
+SETTINGS = {  # name -> (environment, torch_threads); an OMP_WAIT_POLICY in the environment stops the package's defaults
     "old: 2 threads, OpenMP default wait": ({"OMP_WAIT_POLICY": ""}, 2),  # empty: libgomp's default (spin)
-    "2 threads, OMP_WAIT_POLICY=PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
-    "1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
+    "before: 2 threads, PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+    "1 thread, PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
+    # libgomp spins GOMP_SPINCOUNT times before it sleeps (PASSIVE alone: never; its default: 300000)
+    "shipped: 2 threads, PASSIVE, GOMP_SPINCOUNT=1000": ({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000"}, 2),
+    "2 threads, PASSIVE, GOMP_SPINCOUNT=3000": ({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}, 2),
 }
 
 
@@ -67,13 +70,15 @@ def worker(args: argparse.Namespace) -> dict:
     quiet, contended = [], []
     for _ in range(args.repeats):
         quiet.append(one_pass())
-        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.contenders)]
         try:
             contended.append(one_pass())
         finally:
-            busy.kill()
-            busy.wait()
+            for process in busy:
+                process.kill()
+                process.wait()
     return {"torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+            "gomp_spincount": os.environ.get("GOMP_SPINCOUNT", ""),
             "batches": len(batches), "quiet_seconds": quiet, "contended_seconds": contended,
             "ratio_median": float(np.median(np.divide(contended, quiet))),
             "ratio_min": float(np.min(np.divide(contended, quiet))),
@@ -84,11 +89,13 @@ def worker(args: argparse.Namespace) -> dict:
 def markdown(result: dict) -> str:
     lines = [f"{result['dataset']}, {result['rows'][0]['batches']} training batches of the ablation per pass, "
              f"{result['repeats']} quiet and {result['repeats']} contended passes alternating "
-             f"({result['machine']['cpu_count']} cores; contender: one busy-loop process):", "",
-             "| setting | torch threads | OMP_WAIT_POLICY | quiet s (median) | contended s (median) "
-             "| contended / quiet (min–max) |", "|---|---|---|---|---|---|"]
+             f"({result['machine']['cpu_count']} cores; contenders: {result.get('contenders', 1)} busy-loop "
+             f"process{'es' if result.get('contenders', 1) > 1 else ''}):", "",
+             "| setting | torch threads | OMP_WAIT_POLICY | GOMP_SPINCOUNT | quiet s (median) | contended s (median) "
+             "| contended / quiet (min–max) |", "|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['name']} | {r['torch_threads']} | {r['omp_wait_policy'] or '(unset)'} "
+                     f"| {r.get('gomp_spincount') or '(unset)'} "
                      f"| {r['quiet_median']:.2f} | {r['contended_median']:.2f} "
                      f"| {r['ratio_median']:.2f} ({r['ratio_min']:.2f}–{r['ratio_max']:.2f}) |")
     return "\n".join(lines) + "\n"
@@ -99,6 +106,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--batches", type=int, default=40, help="training batches per timed pass")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--contenders", type=int, default=1, help="busy-loop processes beside a contended pass")
     parser.add_argument("--model_settings", default=json.dumps({"retriever_weight": "0", "fusion": "none"}))
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "contention.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -113,7 +121,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         print(f"-- {name}", flush=True)
         environment = {**os.environ, **env}  # an empty OMP_WAIT_POLICY also stops the package setting PASSIVE
         command = [sys.executable, __file__, "--worker", "--dataset", args.dataset, "--batches", str(args.batches),
-                   "--repeats", str(args.repeats), "--model_settings", args.model_settings, "--threads", str(threads)]
+                   "--repeats", str(args.repeats), "--contenders", str(args.contenders),
+                   "--model_settings", args.model_settings, "--threads", str(threads)]
         done = subprocess.run(command, env=environment, capture_output=True, text=True)
         line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
         if done.returncode or not line:
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     from ur4rec_recbole.io import machine, write_json, write_text
 
-    result = {"dataset": args.dataset, "repeats": args.repeats,
+    result = {"dataset": args.dataset, "repeats": args.repeats, "contenders": args.contenders,
               "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(argv),
               "machine": machine(), "rows": rows}
     write_json(args.output, result)

@@ -9,9 +9,9 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from recbole.utils import init_seed
 from torch import nn
 
-from ur4rec_recbole.lookups import build_model
 from ur4rec_recbole.model import UR4Rec
 from ur4rec_recbole.model.dropout import SameMaskDropout, uniform_draws_are_bernoulli_draws, use_same_mask_dropout
+from ur4rec_recbole.run.prepare import build_model
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])

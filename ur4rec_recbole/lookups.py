@@ -82,20 +82,6 @@ def get_model(model_name: str) -> type:
     return getattr(found, model_name)
 
 
-def build_model(config, dataset):
-    """The model ``config["model"]`` built on ``dataset`` (a training split) and on ``config["device"]``.
-
-    Every run mode builds its model here, so built-in RecBole models get what
-    ours have: dropout layers that give torch's results sooner on the CPU
-    (``model/dropout.py``; UR4Rec converts its own when built).
-    """
-    from ur4rec_recbole.model.dropout import use_same_mask_dropout  # noqa: PLC0415 (the look-ups load no model early)
-
-    model = get_model(config["model"])(config, dataset)
-    use_same_mask_dropout(model)
-    return model.to(config["device"])
-
-
 def _ours(module_name: str, model_class: type, suffix: str):
     """``<Class><suffix>`` of ``module_name`` for the nearest class in ``model_class``'s MRO, or None."""
     module = importlib.import_module(module_name)

@@ -2,11 +2,10 @@
 
 On CPUs where torch's ``bernoulli_`` takes its serial default kernel (not
 MKL's, which torch uses on Intel CPUs only), dropout spends most of its time
-drawing the mask: on the 2-core AMD CPU of the README it was 15% of a UR4Rec
-training step and 28% of its ablation's. That kernel draws one float64
-uniform per element, in memory order, and keeps the element where it is
-below ``1 - p``; ``uniform_`` on a float64 tensor draws the same numbers from
-the same generator about 2.5x faster. :class:`SameMaskDropout` builds the mask
+drawing the mask (README, "Where the time went": 13-23% of a training step).
+That kernel draws one float64 uniform per element, in memory order, and keeps
+the element where it is below ``1 - p``; ``uniform_`` on a float64 tensor
+draws the same numbers from the same generator, faster. :class:`SameMaskDropout` builds the mask
 that way, so outputs, gradients and the generator's state afterwards are
 bitwise those of ``nn.Dropout`` (a run trains and scores exactly as before,
 only sooner). Where the two draws differ (another kernel), or off the CPU, it

@@ -3,7 +3,7 @@
 Training (:mod:`ur4rec_recbole.run.single`), ``--compare``, ``--hyper`` (hyperopt
 and Ray workers), LLM text generation, image encoding, recommendation and the
 benchmark scripts all start here, so a dataset configured by yaml is read with
-the same settings by every command.
+the same settings by every command; :func:`build_model` is where they build their model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from recbole.utils import init_logger, init_seed
 
 from ur4rec_recbole.config import Config
 from ur4rec_recbole.data.atomic import ensure_atomic_files
-from ur4rec_recbole.lookups import create_dataset
+from ur4rec_recbole.lookups import create_dataset, get_model
+from ur4rec_recbole.model.dropout import use_same_mask_dropout
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
 
@@ -113,3 +114,15 @@ def prepare_run(
     data = create_dataset(config)
     logger.info(data)
     return Prepared(config, data)
+
+
+def build_model(config: Config, dataset) -> torch.nn.Module:
+    """The model ``config["model"]`` built on ``dataset`` (a training split) and on ``config["device"]``.
+
+    Every run mode builds its model here, so built-in RecBole models get what
+    ours have: dropout layers that give torch's results sooner on the CPU
+    (``model/dropout.py``; UR4Rec converts its own when built).
+    """
+    model = get_model(config["model"])(config, dataset)
+    use_same_mask_dropout(model)
+    return model.to(config["device"])

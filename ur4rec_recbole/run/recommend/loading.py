@@ -23,8 +23,7 @@ import torch
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import plain_config
-from ur4rec_recbole.lookups import build_model
-from ur4rec_recbole.run.prepare import prepare_run
+from ur4rec_recbole.run.prepare import build_model, prepare_run
 from ur4rec_recbole.training.trainer import read_checkpoint
 
 # values RecBole derives from the others (or from the machine): never handed back as settings
