@@ -24,6 +24,8 @@ from time import perf_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+import ur4rec_recbole  # noqa: E402, F401  (first: sets the OpenMP waiting before torch loads)
+
 ARMS = {"UR4Rec": {}, "UR4Rec, retriever off": {"retriever_weight": "0", "fusion": "none"}}
 
 
