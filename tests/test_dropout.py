@@ -10,7 +10,8 @@ from recbole.utils import init_seed
 from torch import nn
 
 from ur4rec_recbole.model import UR4Rec
-from ur4rec_recbole.model.dropout import SameMaskDropout, uniform_draws_are_bernoulli_draws, use_same_mask_dropout
+from ur4rec_recbole.model.dropout import (SameMaskDropout, uniform_draws_are_bernoulli_draws, use_same_mask_dropout,
+                                          use_torch_dropout)
 from ur4rec_recbole.run.prepare import build_model
 
 
@@ -55,12 +56,20 @@ def test_eval_mode_and_edge_rates_pass_through():
     assert torch.equal(SameMaskDropout(1.0).train()(x), torch.zeros_like(x))
 
 
-def test_models_get_it_everywhere_and_train_exactly_as_before(tiny, monkeypatch):
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread for the test (threaded reductions may round differently from run to run), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the run setup would set it again
+    yield
+    monkeypatch.undo()
+    torch.set_num_threads(threads)
+
+
+def test_models_get_it_everywhere_and_train_exactly_as_before(tiny, one_thread):
     """Every nn.Dropout of UR4Rec (backbone and retriever) is replaced once; a few training steps give bitwise the
     losses torch's dropout gives; the built-in SASRec is converted by the run path the same way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # threaded reductions may round differently from run to run
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
     _, overrides = tiny
     config, _, train, _, _ = build_data(overrides)
     batches, losses = list(train)[:3], {}  # once: the loader reshuffles on every pass
@@ -71,10 +80,8 @@ def test_models_get_it_everywhere_and_train_exactly_as_before(tiny, monkeypatch)
         assert layers and all(type(m) is SameMaskDropout for m in layers)
         assert use_same_mask_dropout(model) == 0  # already converted
         if kind == "torch":
-            for parent in model.modules():
-                for name, child in list(parent.named_children()):
-                    if type(child) is SameMaskDropout:
-                        setattr(parent, name, nn.Dropout(child.p))
+            assert use_torch_dropout(model) == len(layers)
+            assert all(type(m) is nn.Dropout for m in model.modules() if isinstance(m, nn.Dropout))
         optimiser = torch.optim.Adam(model.parameters(), 1e-3)
         losses[kind] = []
         for batch in batches:
@@ -90,5 +97,3 @@ def test_models_get_it_everywhere_and_train_exactly_as_before(tiny, monkeypatch)
     sasrec = build_model(sasrec_config, sasrec_train._dataset)  # what every run mode builds
     assert type(sasrec) is SASRec and sum(type(m) is SameMaskDropout for m in sasrec.modules()) == layers_of_sasrec
     assert not any(type(m) is nn.Dropout for m in sasrec.modules())
-    monkeypatch.undo()
-    torch.set_num_threads(threads)
