@@ -40,8 +40,8 @@ def worker(args: argparse.Namespace) -> dict:
     from recbole.data import data_preparation
     from recbole.utils import init_seed
 
-    from ur4rec_recbole.lookups import get_model, get_trainer
-    from ur4rec_recbole.run.prepare import prepare_run
+    from ur4rec_recbole.lookups import get_trainer
+    from ur4rec_recbole.run.prepare import build_model, prepare_run
 
     overrides = {"use_gpu": "False", "state": "WARNING", "show_progress": "False",
                  "torch_threads": str(args.threads), **json.loads(args.model_settings)}
@@ -49,7 +49,7 @@ def worker(args: argparse.Namespace) -> dict:
     config = prepared.config
     train_data, _, _ = data_preparation(config, prepared.dataset)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model("UR4Rec")(config, train_data._dataset)
+    model = build_model(config, train_data._dataset)
     trainer = get_trainer(config["MODEL_TYPE"], "UR4Rec")(config, model)
     batches = []
     for i, batch in enumerate(train_data):

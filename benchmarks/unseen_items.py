@@ -27,9 +27,9 @@ from recbole.data import data_preparation
 from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_result_files
-from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.lookups import get_trainer
 from ur4rec_recbole.run.metrics import bucket_report, per_user_metrics, target_groups, training_counts
-from ur4rec_recbole.run.prepare import prepare_run
+from ur4rec_recbole.run.prepare import build_model, prepare_run
 from ur4rec_recbole.run.recommend.loading import checkpoint_path, settings_from
 from ur4rec_recbole.training.trainer import read_checkpoint
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     prepared = prepare_run(state["config"]["model"], state["config"]["dataset"], config_dict=settings)
     config = prepared.config
     train, valid, _ = data_preparation(config, prepared.dataset)  # the test loader is never iterated
-    model = get_model(config["model"])(config, train._dataset)
+    model = build_model(config, train._dataset)
     model.load_state_dict(state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
