@@ -61,10 +61,17 @@ VARIANTS: list[tuple[str, str, dict[str, str]]] = [
     ("lowrank adapter", "rank-16 trainable map", {"item_adapter": "lowrank"}),
     # (f) text in the item representation
     ("no text in items", "text only in the retriever, not added to the ID embeddings", {"text_in_items": "False"}),
+    ("text in items only", "no retriever score: the text only in the item table (`fusion=item_text`, "
+     "`retriever_weight=0`); what the retriever adds is UR4Rec against this row",
+     {"fusion": "item_text", "retriever_weight": "0"}),
     # memory and fusion
     ("no profile", "memory without the preference profile", {"use_profile": "False"}),
     ("query fusion", "proxy scoring; the mean proxy moves SASRec's query instead of a second score",
      {"retriever_scoring": "proxies", "fusion": "query"}),
+    # training cost: the retriever on a share of each batch's windows
+    ("retriever share 0.25", "the retriever scores a random quarter of each batch's windows in training, the rest "
+     "train the sequence score alone (`retriever_share=0.25`)", {"retriever_share": "0.25"}),
+    ("retriever share 0.1", "the same with a tenth (`retriever_share=0.1`)", {"retriever_share": "0.1"}),
     # (g) staging
     ("backbone first", "backbone alone (no text), then retriever and fusion on the frozen backbone",
      {"stages": "STAGED"}),

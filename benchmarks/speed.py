@@ -4,7 +4,8 @@
 
 Training: one epoch each of UR4Rec (shipped settings), UR4Rec with the
 retriever off (``fusion: none``, ``retriever_weight: 0``: the retriever's own
-cost is the difference) and RecBole's SASRec, timed around RecBole's
+cost is the difference), UR4Rec with the retriever on a tenth of each batch's
+windows (``retriever_share: 0.1``) and RecBole's SASRec, timed around RecBole's
 ``_train_epoch``; the ratios are to SASRec and to the retriever-off run.
 Inference, on the model after that epoch: full-catalogue scoring plus top-10 of
 the test users, one user per call (latency p50/p99) and 256 users per call
@@ -34,6 +35,7 @@ from ur4rec_recbole.run.prepare import build_model, prepare_run
 VARIANTS = (  # (row name, model, settings)
     ("UR4Rec", "UR4Rec", {}),
     ("UR4Rec, retriever off", "UR4Rec", {"fusion": "none", "retriever_weight": "0"}),
+    ("UR4Rec, retriever_share 0.1", "UR4Rec", {"retriever_share": "0.1"}),
     ("SASRec", "SASRec", {}),
 )
 INFERENCE = ("UR4Rec", "SASRec")

@@ -72,6 +72,8 @@ VARIANTS = [
     {"retriever_scoring": "slots"},
     {"retriever_scoring": "slots", "retriever_query": "proxies", "item_adapter": "mlp", "text_in_items": "True"},
     {"retriever_scoring": "slots", "train_negatives": "uniform", "train_negatives_count": "8"},
+    {"retriever_share": "0.5", "train_negatives": "in_batch"},
+    {"retriever_share": "0.5", "fusion": "rank", "train_exclude_history": "True"},
 ]
 
 
@@ -129,6 +131,81 @@ def test_retriever_changes_the_ranking_only_when_fused(tiny):
     assert not torch.allclose(fused, fused_none)
 
 
+def test_item_text_fusion_is_the_sequence_score_over_an_item_table_with_text(tiny, monkeypatch):
+    """``fusion: item_text``: SASRec's score over ID + adapted knowledge rows; the retriever never scores."""
+    _, overrides = tiny
+    config, _, train, valid, _ = build_data({**overrides, "fusion": "item_text", "retriever_weight": "0"})
+    model = make(UR4Rec, config, train._dataset)
+    ids, text = model.item_embedding.weight, model.retriever.item_adapter(model.item_text)
+    expected_table = ids + text * model.item_text_mask[:, None]
+    torch.testing.assert_close(model.item_table(), expected_table)
+    assert not torch.allclose(model.item_table(), ids)  # the text is in the table
+    monkeypatch.setattr(UR4Rec, "retriever_scores", lambda *a, **k: pytest.fail("item_text fusion scored the retriever"))
+    model.train()
+    loss = model.calculate_loss(first_batch(train))
+    loss.backward()
+    assert model.retriever.item_adapter.gain.grad is not None  # the text's gain trains through the item table
+    model.eval()
+    batch = first_batch(valid)[0]
+    state = model.gather_indexes(model.sequence_states(batch["item_id_list"], expected_table), batch["item_length"] - 1)
+    torch.testing.assert_close(model.full_sort_predict(batch), state @ expected_table.T)
+    with pytest.raises(Exception, match="text_in_items"):
+        build_data({**overrides, "fusion": "item_text", "text_in_items": "False"})
+
+
+def test_retriever_share_trains_unscored_windows_on_the_sequence_score_alone(tiny, monkeypatch):
+    """``retriever_share`` < 1: the loss is the mean over all positions of the fused loss where the retriever
+    scores and the sequence score's loss elsewhere; the retriever scores the chosen positions only."""
+    from ur4rec_recbole.model.sampled_softmax import Candidates
+
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "retriever_weight": "0", "fusion_weight": "1.0"})
+    model = make(UR4Rec, config, train._dataset).eval()  # eval: no dropout, so the passes compare
+    batch = first_batch(train)
+    seen = []
+    original = Candidates.cross_entropy
+    monkeypatch.setattr(Candidates, "cross_entropy",
+                        lambda self, logits: seen.append((logits, self.labels)) or original(self, logits))
+    per_position = lambda: torch.nn.functional.cross_entropy(*seen.pop(), reduction="none")  # noqa: E731
+    model.calculate_loss(batch)
+    fused = per_position()  # [P] every position, fused score
+    with torch.no_grad():
+        model.fusion.weight.zero_()
+    model.calculate_loss(batch)
+    alone = per_position()  # [P] the sequence score alone (weight 0: fused == seq)
+    with torch.no_grad():
+        model.fusion.weight.fill_(1.0)
+    assert not torch.allclose(fused, alone)
+    rows = torch.arange(len(batch["item_id_list"]))
+    scored_rows = rows % 2 == 0
+    scored = {}
+    monkeypatch.setattr(UR4Rec, "retriever_rows", lambda self, r, b: scored.setdefault("mask", scored_rows[r]))
+    scores = []
+    real_scores = UR4Rec.retriever_scores
+    monkeypatch.setattr(UR4Rec, "retriever_scores", lambda self, *a: scores.append(real_scores(self, *a)) or scores[-1])
+    loss = model.calculate_loss(batch)
+    mask = scored["mask"]
+    assert 0 < mask.sum() < len(mask) and scores[0].shape[0] == mask.sum()
+    torch.testing.assert_close(loss, torch.where(mask, fused, alone).mean())
+
+
+def test_retriever_share_draws_whole_windows(tiny):
+    _, overrides = tiny
+    config, _, train, _, _ = build_data({**overrides, "retriever_share": "0.5"})
+    model = make(UR4Rec, config, train._dataset)
+    rows = torch.arange(40).repeat_interleave(3)  # 40 windows, 3 positions each
+    picks = [model.retriever_rows(rows, 40) for _ in range(20)]
+    for pick in picks:
+        assert pick.any() and (pick.view(40, 3) == pick.view(40, 3)[:, :1]).all()  # a window is in or out
+    assert 0.3 < torch.stack(picks).float().mean() < 0.7
+    model.train()
+    loss = model.calculate_loss(first_batch(train))
+    loss.backward()
+    assert torch.isfinite(loss) and model.retriever.log_sharpness.grad is not None
+    one = make(UR4Rec, build_data({**overrides})[0], train._dataset)
+    assert one.retriever_rows(rows, 40) is None  # the default: every window
+
+
 def test_cascade_reranks_only_sasrec_top_k():
     seq = torch.tensor([[5.0, 4.0, 3.0, 2.0, 1.0]])
     ret = torch.tensor([[0.0, 0.0, 10.0, 0.0, 50.0]])
@@ -181,10 +258,11 @@ def test_bad_settings_are_rejected_before_any_data_is_loaded(tmp_path):
 
     missing = {"data_path": str(tmp_path / "nowhere")}  # no atomic files: a data load would fail differently
     for key, value, message in [
-        ("fusion", "average", r"setting fusion='average': expected one of \['cascade', 'gate', 'none'"),
+        ("fusion", "average", r"setting fusion='average': expected one of \['cascade', 'gate', 'item_text', 'none'"),
         ("n_proxies", "0", r"setting n_proxies=0: expected an int >= 1"),
         ("retriever_weight", "-0.5", r"setting retriever_weight=-0.5: expected a number >= 0"),
         ("retriever_heads", "3", r"expected a divisor of hidden_size=64"),
+        ("retriever_share", "0", r"setting retriever_share=0: expected a number > 0 and <= 1"),
         ("stages", "[{'epochs': 1, 'fusion': 'avg'}]", r"stages\[0\]\.fusion='avg'"),
     ]:
         with pytest.raises(ValueError, match=message):

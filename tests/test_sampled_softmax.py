@@ -36,6 +36,19 @@ def test_in_batch_subtracts_log_q_and_masks_duplicates_of_the_own_target():
     torch.testing.assert_close(candidates.cross_entropy(scores), torch.stack(expected).mean())
 
 
+@pytest.mark.parametrize("sampler", [UniformNegatives(30, 7, torch.ones(30)), InBatchNegatives(30, 0, torch.arange(30))])
+def test_candidates_of_some_rows_score_those_rows_as_the_whole_batch_does(sampler):
+    """``Candidates.rows`` (``retriever_share``): the kept rows' loss terms are the batch's own."""
+    torch.manual_seed(0)
+    targets = torch.randint(1, 30, (9,))
+    candidates = sampler.candidates(targets)
+    logits = torch.randn(9, len(candidates.items))
+    keep = torch.tensor([True, False, True, True, False, False, True, False, True])
+    each = F.cross_entropy(logits + candidates.offset, candidates.labels, reduction="none")  # [9]
+    torch.testing.assert_close(candidates.rows(keep).cross_entropy(logits[keep]), each[keep].mean())
+    torch.testing.assert_close(candidates.rows(~keep).cross_entropy(logits[~keep]), each[~keep].mean())
+
+
 @pytest.mark.parametrize("fusion", ["weighted", "rank"])
 def test_model_loss_with_the_whole_catalogue_sampled_equals_full_softmax(tiny, fusion):
     _, overrides = tiny

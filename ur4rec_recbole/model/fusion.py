@@ -20,6 +20,7 @@ class NoFusion(nn.Module):
 
     uses_retriever = False
     reads_item_table = False  # True: the retriever scores items with SASRec's item table (``query``)
+    reads_text = False  # True: the item table adds each item's adapted knowledge vector (``text_in_items``)
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__()
@@ -35,11 +36,23 @@ class NoFusion(nn.Module):
         return seq, torch.zeros_like(seq)
 
 
+class ItemTextFusion(NoFusion):
+    """``item_text``: the sequence score alone, over an item table that adds each item's adapted knowledge
+    vector (``text_in_items``, UniSRec-style); no retriever score is computed.
+
+    What the text gives without the retriever: UR4Rec against this row is what
+    the retriever itself adds (README, "The retriever: what was tried").
+    """
+
+    reads_text = True
+
+
 class WeightedFusion(nn.Module):
     """``weighted``: ``seq + w * ret`` with one learned weight ``w``."""
 
     uses_retriever = True
     reads_item_table = False
+    reads_text = True
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__()
@@ -100,6 +113,7 @@ class RankFusion(nn.Module):
 
     uses_retriever = True
     reads_item_table = False
+    reads_text = True
 
     def __init__(self, config, hidden: int) -> None:
         super().__init__()
@@ -156,6 +170,7 @@ class QueryFusion(WeightedFusion):
 
 FUSIONS: dict[str, type[nn.Module]] = {
     "none": NoFusion,
+    "item_text": ItemTextFusion,
     "weighted": WeightedFusion,
     "gate": GateFusion,
     "rank": RankFusion,

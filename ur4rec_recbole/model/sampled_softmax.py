@@ -41,6 +41,11 @@ class Candidates:
     offset: torch.Tensor | None = None  # [P, C] added to the logits (log-q correction, -inf masks)
     whole: bool = False  # items is 0..N-1: callers may use the full tables instead of gathering rows
 
+    def rows(self, keep: torch.Tensor) -> "Candidates":
+        """The same items for the rows ``keep`` ``[P]`` (bool) only: their labels and offsets."""
+        return Candidates(self.items, self.labels[keep], None if self.offset is None else self.offset[keep],
+                          self.whole)
+
     def cross_entropy(self, logits: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of ``logits`` ``[P, C]`` (scores of ``items``) against each row's target."""
         if self.offset is not None:

@@ -95,6 +95,8 @@ class UR4Rec(SASRec):
             require_number(config, term.weight_key, 0)
         require_number(config, "contrastive_temperature", 0, strict_low=True)
         require_choice(config, "fusion", FUSIONS)
+        require(config, "fusion", config["fusion"] != "item_text" or config["text_in_items"],
+                "another fusion, or text_in_items: True (fusion item_text is the text in the item table alone)")
         require(config, "proxy_pooling", config["proxy_pooling"] == "mean" or config["fusion"] != "query",
                 "mean with fusion: query (it scores the mean proxy against the item table)")
         require_choice(config, "modality_fusion", MODALITY_FUSIONS)
@@ -103,6 +105,7 @@ class UR4Rec(SASRec):
         require_number(config, "unseen_item_scale", 0)
         require_number(config, "unseen_item_training", 0, 1)
         require_number(config, "cascade_k", 1, integer=True)
+        require_number(config, "retriever_share", 0, 1, strict_low=True)
         require_number(config, "train_batch_size", 1, integer=True)
         require_choice(config, "train_negatives", NEGATIVE_SAMPLERS)
         require_number(config, "train_negatives_count", 1, integer=True)
@@ -140,6 +143,7 @@ class UR4Rec(SASRec):
         self.exclude_history = config["exclude_history"]
         self.train_exclude_history = config["train_exclude_history"]
         self.proxy_pooling = config["proxy_pooling"]
+        self.retriever_share = float(config["retriever_share"])
         self.sampled_softmax = config["train_negatives"] != "none"
         # sampled negatives: a step reads few rows of the item embedding, so its gradient is sparse and it is
         # updated by lazy Adam (training/optimizers.py); only where the trainer's learner is Adam without weight
@@ -245,12 +249,13 @@ class UR4Rec(SASRec):
 
         ``text_in_items`` (UniSRec-style) adds the adapted knowledge vector to
         each item's ID embedding, in input and output alike; ``fusion: none``
-        switches it off with the rest of the text model. When scoring (eval
-        mode), items without training interactions read ID rows borrowed from
-        their nearest seen items by text (``unseen.py``).
+        switches it off with the rest of the text model (``fusion: item_text``
+        keeps it alone, with no retriever score). When scoring (eval mode),
+        items without training interactions read ID rows borrowed from their
+        nearest seen items by text (``unseen.py``).
         """
         ids = self.id_rows(items)
-        if not self.fusion.uses_retriever:  # the ID-only model (the ablation): IDs alone
+        if not self.fusion.reads_text:  # the ID-only model (the ablation): IDs alone
             return ids
         if not self.training and self.unseen_items.active:  # scoring: unseen items borrow seen items' ID rows
             ids = self.unseen_items.replace(ids, self.item_embedding.weight, self.item_text, items)
@@ -552,33 +557,63 @@ class UR4Rec(SASRec):
             candidate_table = self.item_table(items)  # [C, H]
         else:
             candidate_table = table if items is None else table[items]  # [C, H]
-        seq_logits = state @ candidate_table.T  # [P, C]
 
         ret_logits = proxies = views = None
         terms = self.active_terms()
+        scored = None  # [P] bool: the positions the retriever scores (None: all of them)
         if self.fusion.uses_retriever or terms:
             rows = torch.arange(len(item_seq), device=item_seq.device)[:, None].expand_as(positions)[valid]  # [P]
-            proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid],
-                                                      state, items)  # [P, K, H]
-            ret_logits = self.retriever_scores(proxies, views, item_rows, candidate_table)  # [P, C]
-        logit_list = self.fusion.train_logits(seq_logits, ret_logits, state)
+            scored = self.retriever_rows(rows, len(item_seq))
+            pick = (lambda t: t) if scored is None else (lambda t: t[scored])
+            proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, pick(rows),
+                                                      pick(positions[valid]), pick(state), items)  # [P', K, H]
+            ret_logits = self.retriever_scores(proxies, views, item_rows, candidate_table)  # [P', C]
+        # (candidates, logits to train, their rows among the P): the retriever's rows by the fusion, the others
+        # (retriever_share < 1) by the sequence score alone; each group's sequence logits from its own states
+        # (cheaper than splitting one [P, C] product and its gradient)
+        if scored is None:
+            groups = [(candidates, self.fusion.train_logits(state @ candidate_table.T, ret_logits, state), None)]
+        else:
+            kept, rest = state[scored], state[~scored]  # [P', H], [P - P', H]
+            groups = [(candidates.rows(scored), self.fusion.train_logits(kept @ candidate_table.T, ret_logits, kept),
+                       scored), (candidates.rows(~scored), [rest @ candidate_table.T], ~scored)]
         if self.train_exclude_history:
             seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
-            logit_list = [logits.masked_fill(seen, float("-inf")) for logits in logit_list]
+            groups = [(c, [logits.masked_fill(seen if keep is None else seen[keep], float("-inf"))
+                           for logits in logit_list], keep) for c, logit_list, keep in groups]
         if self.has_cold:  # cold items are out of every softmax (after the fusion: -inf must not meet its weight)
             cold = (self.cold if candidates.whole else self.cold[candidates.items])[None, :]  # [1, C]
-            logit_list = [logits.masked_fill(cold, float("-inf")) for logits in logit_list]
+            groups = [(c, [logits.masked_fill(cold, float("-inf")) for logits in logit_list], keep)
+                      for c, logit_list, keep in groups]
             ret_logits = None if ret_logits is None else ret_logits.masked_fill(cold, float("-inf"))  # InfoNCE
-        loss = sum(candidates.cross_entropy(logits) for logits in logit_list)
+        if scored is None:
+            loss = sum(candidates.cross_entropy(logits) for logits in groups[0][1])
+        else:  # the mean over all P positions: each group weighted by its share of them
+            loss = sum(int(keep.sum()) / len(keep) * sum(c.cross_entropy(logits) for logits in logit_list)
+                       for c, logit_list, keep in groups if keep.any())
         if terms:
+            retrieved = candidates if scored is None else groups[0][0]
             losses = self.auxiliary_losses(LossInputs(
-                targets, ret_logits, None if isinstance(proxies, SlotRead) else proxies, views, item_seq, self.contrastive_temperature, candidates), terms)
+                targets if scored is None else targets[scored], ret_logits,
+                None if isinstance(proxies, SlotRead) else proxies, views, item_seq, self.contrastive_temperature,
+                retrieved), terms)
             if self.uncertainty is not None:
                 loss = loss + self.uncertainty(losses)
             else:
                 for name, value in losses.items():
                     loss = loss + terms[name] * value
         return loss
+
+    def retriever_rows(self, rows: torch.Tensor, batch: int) -> torch.Tensor | None:
+        """Training positions the retriever scores: all (None) by default; with ``retriever_share`` < 1 those of
+        a random share of the batch's windows (at least one), ``[P]`` bool. Whole windows, so the distinct
+        history items the slot kernel scores shrink with the share too."""
+        if self.retriever_share >= 1.0:
+            return None
+        chosen = torch.rand(batch, device=rows.device) < self.retriever_share  # [B]
+        if not chosen.any():
+            chosen[torch.randint(batch, (1,), device=rows.device)] = True
+        return chosen[rows]
 
     def auxiliary_losses(self, inputs: LossInputs, names) -> dict[str, torch.Tensor]:
         """Each named auxiliary loss, unweighted."""
