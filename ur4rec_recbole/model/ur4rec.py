@@ -586,17 +586,15 @@ class UR4Rec(SASRec):
             groups = [(c, [logits.masked_fill(cold, float("-inf")) for logits in logit_list], keep)
                       for c, logit_list, keep in groups]
             ret_logits = None if ret_logits is None else ret_logits.masked_fill(cold, float("-inf"))  # InfoNCE
-        if scored is None:
-            loss = sum(candidates.cross_entropy(logits) for logits in groups[0][1])
-        else:  # the mean over all P positions: each group weighted by its share of them
-            loss = sum(int(keep.sum()) / len(keep) * sum(c.cross_entropy(logits) for logits in logit_list)
-                       for c, logit_list, keep in groups if keep.any())
-        if terms:
-            retrieved = candidates if scored is None else groups[0][0]
+        # the mean over all P positions: each group weighted by its share of them
+        loss = sum((1.0 if keep is None else int(keep.sum()) / len(keep)) * sum(c.cross_entropy(logits)
+                                                                                for logits in logit_list)
+                   for c, logit_list, keep in groups if keep is None or keep.any())
+        if terms:  # the retriever's InfoNCE over the positions it scored (the first group)
             losses = self.auxiliary_losses(LossInputs(
                 targets if scored is None else targets[scored], ret_logits,
                 None if isinstance(proxies, SlotRead) else proxies, views, item_seq, self.contrastive_temperature,
-                retrieved), terms)
+                groups[0][0]), terms)
             if self.uncertainty is not None:
                 loss = loss + self.uncertainty(losses)
             else:
