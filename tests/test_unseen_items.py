@@ -126,9 +126,40 @@ def test_training_borrowing_is_drawn_in_training_steps_only(cold_model):
     assert torch.isfinite(loss)
 
 
+def test_the_offset_moves_exactly_the_unseen_items_with_text_and_only_when_scoring(cold_model):
+    model, train = cold_model(unseen_item_offset="0.75")
+    batch = next(iter(train))
+    item_seq, item_seq_len = batch[model.ITEM_SEQ], batch[model.ITEM_SEQ_LEN]
+    profile, valid = model.profile_of(batch[model.USER_ID])
+    moved = torch.zeros(model.n_items, dtype=torch.bool)
+    moved[torch.as_tensor(train._dataset.cold_items, dtype=torch.long)] = True
+    moved &= model.item_text_mask
+    assert moved.any() and torch.equal(model.unseen_items.from_text, moved)
+    model.eval()
+    with torch.no_grad():
+        with_offset = model.score_parts(item_seq, item_seq_len, profile, valid)
+        model.unseen_offset = 0.0
+        without = model.score_parts(item_seq, item_seq_len, profile, valid)
+        torch.testing.assert_close(with_offset.score - without.score, 0.75 * moved.float().expand_as(without.score))
+        assert torch.equal(with_offset.sequence, without.sequence)  # the parts do not hold it
+    model.train()  # training never reads it: the same loss with and without
+    torch.manual_seed(1)
+    loss = model.calculate_loss(batch)
+    model.unseen_offset = 0.75
+    torch.manual_seed(1)
+    assert torch.equal(model.calculate_loss(batch), loss)
+    ablation, _ = cold_model(unseen_item_offset="0.75", retriever_weight="0", fusion="none")
+    ablation.eval()
+    with torch.no_grad():  # the ID-only ablation reads no text: nothing moves
+        scores = ablation.score_parts(item_seq, item_seq_len, profile, valid).score
+        ablation.unseen_offset = 0.0
+        assert torch.equal(scores, ablation.score_parts(item_seq, item_seq_len, profile, valid).score)
+
+
 @pytest.mark.parametrize("key,value,message", [("unseen_item_neighbours", "-1", "unseen_item_neighbours"),
                                                ("unseen_item_scale", "-0.5", "unseen_item_scale"),
-                                               ("unseen_item_training", "1.5", "unseen_item_training")])
+                                               ("unseen_item_training", "1.5", "unseen_item_training"),
+                                               ("unseen_item_offset", "'high'", "unseen_item_offset")])
 def test_bad_borrowing_settings_are_refused(tiny, capsys, key, value, message):
     _, overrides = tiny
     argv = ["--dataset", "tiny", *[f"--{k}={v}" for k, v in {**overrides, key: value}.items()]]

@@ -68,6 +68,11 @@ class BorrowedEmbeddings(nn.Module):
         self.register_buffer("seen_lenders", torch.zeros(0, self.neighbours, dtype=torch.long), persistent=False)
 
     @property
+    def from_text(self) -> torch.Tensor:
+        """Unseen items with a knowledge vector: what a text-reading model scores from text alone. ``[N]`` bool"""
+        return self.unseen & self.item_text_mask
+
+    @property
     def active(self) -> bool:
         return len(self.borrowers) > 0
 

@@ -21,6 +21,7 @@ sees (``modality.py``); ``text`` is the text model.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
@@ -104,6 +105,9 @@ class UR4Rec(SASRec):
         require_number(config, "unseen_item_neighbours", 0, integer=True)
         require_number(config, "unseen_item_scale", 0)
         require_number(config, "unseen_item_training", 0, 1)
+        require(config, "unseen_item_offset", isinstance(config["unseen_item_offset"], (int, float))
+                and not isinstance(config["unseen_item_offset"], bool) and math.isfinite(config["unseen_item_offset"]),
+                "a finite number (0: off)")
         require_number(config, "cascade_k", 1, integer=True)
         require_number(config, "retriever_share", 0, 1, strict_low=True)
         require_number(config, "train_batch_size", 1, integer=True)
@@ -159,6 +163,7 @@ class UR4Rec(SASRec):
         self.unseen_items = BorrowedEmbeddings(unseen, features.item_text_mask, config["unseen_item_neighbours"],
                                                config["unseen_item_scale"],
                                                training_rate=config["unseen_item_training"])
+        self.unseen_offset = float(config["unseen_item_offset"])  # added to their ranking score (scoring only)
         # cold-item protocol: a cold item is no training negative either (else its ID embedding learns "never")
         cold = torch.zeros(self.n_items, dtype=torch.bool)
         cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
@@ -434,7 +439,9 @@ class UR4Rec(SASRec):
         the item ``table`` may be cached by the caller (they depend on the
         weights only);
         ``removed`` takes history items out of the retriever's memory;
-        ``parts=False`` returns the ranking score alone (evaluation).
+        ``parts=False`` returns the ranking score alone (evaluation). The
+        ranking score adds ``unseen_item_offset`` for items without training
+        interactions (text-reading fusions); the parts do not hold it.
         """
         table = self.item_table() if table is None else table
         state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
@@ -445,6 +452,8 @@ class UR4Rec(SASRec):
             proxies = self._last_proxies(item_seq, item_seq_len, user_text, user_valid, state, views, removed)[0]
             ret_scores = self.retriever_scores(proxies, views, None, table)  # [B, N]
         score = self.fusion.rank_scores(seq_scores, ret_scores, state)
+        if self.unseen_offset and self.fusion.reads_text:  # unseen_item_offset: new items promoted (or demoted)
+            score = score + self.unseen_offset * self.unseen_items.from_text  # [B, N]
         if self.exclude_history:  # items already in the history are not recommended again
             score = score.scatter(1, item_seq, float("-inf"))
         if not parts:
