@@ -5,14 +5,14 @@
         --output benchmarks/results/unseen-items-NAME.json
 
 Training never reads the borrowed rows nor the offset (``ur4rec_recbole/model/unseen.py``),
-so one trained model serves every ``unseen_item_neighbours``,
-``unseen_item_scale`` and ``unseen_item_offset``: the script loads the checkpoint's weights, and for each
+so one trained model serves every ``unseen_item_neighbours``, ``unseen_item_scale``
+and ``unseen_item_offset``: the script loads the checkpoint's weights, and for each
 setting (and with borrowing off) evaluates the validation split exactly as
 RecBole's evaluator does: NDCG@10 over all targets, and per bucket of the
 target's training frequency (with ``cold`` under the cold-item protocol).
 The chosen setting has the best validation NDCG@10 over all targets (the first
-of equal ones, in the order of the table: offsets outermost). The test split is never read. Writes the JSON and a
-markdown table beside it.
+of equal ones, in the table's order: offsets outermost). The test split is
+never read. Writes the JSON and a markdown table beside it.
 """
 
 from __future__ import annotations

@@ -105,9 +105,8 @@ class UR4Rec(SASRec):
         require_number(config, "unseen_item_neighbours", 0, integer=True)
         require_number(config, "unseen_item_scale", 0)
         require_number(config, "unseen_item_training", 0, 1)
-        require(config, "unseen_item_offset", isinstance(config["unseen_item_offset"], (int, float))
-                and not isinstance(config["unseen_item_offset"], bool) and math.isfinite(config["unseen_item_offset"]),
-                "a finite number (0: off)")
+        require_number(config, "unseen_item_offset")
+        require(config, "unseen_item_offset", math.isfinite(config["unseen_item_offset"]), "a finite number (0: off)")
         require_number(config, "cascade_k", 1, integer=True)
         require_number(config, "retriever_share", 0, 1, strict_low=True)
         require_number(config, "train_batch_size", 1, integer=True)
