@@ -1,4 +1,4 @@
-"""The OpenMP waiting defaults the package sets when it is imported (README, "Speed")."""
+"""The OpenMP waiting defaults the package sets when it is imported (docs/results/speed.md)."""
 
 from __future__ import annotations
 

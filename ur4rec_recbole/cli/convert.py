@@ -10,7 +10,7 @@
 Writes ``DIR/NAME/NAME.{inter,item[,user]}`` and ``NAME.yaml`` (load_col, text
 and profile fields, image field), all or nothing. Then:
 ``python run_ur4rec.py --dataset NAME --data_path=DIR`` (every command reads ``NAME.yaml`` from there).
-Nothing is downloaded: fetch the raw files first (README, "Converting public datasets").
+Nothing is downloaded: fetch the raw files first (docs/guides/converters.md).
 A bad line stops the conversion with ``file:line`` and the reason (exit status 2)
 unless ``--skip-bad-lines``.
 """

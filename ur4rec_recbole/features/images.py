@@ -10,7 +10,7 @@ Where images come from (one per item, named by the raw item token):
 
 Items with no image, and images that cannot be decoded, are left out of the
 vector table and listed, with the reason, in the report file next to it; the
-model then sees them through the has-image mask (README, "Item images").
+model then sees them through the has-image mask (docs/guides/images.md).
 Weights: ``image_pretrained`` is ``none`` (untrained architecture), a local
 checkpoint path, or an open_clip tag read from the local cache; nothing is
 downloaded unless ``image_download`` is set.

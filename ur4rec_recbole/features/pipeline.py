@@ -75,7 +75,7 @@ def vector_tables(config) -> dict[str, Path]:
 
 
 def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...], what: str, dim: int | None,
-             section: str = "Missing texts", table: tuple | None = None):
+             section: str = "docs/architecture.md#missing-texts", table: tuple | None = None):
     tokens, vectors, _ = table or load_vector_table(path)
     known = atomic_tokens(config["data_path"], config["dataset"], field, suffixes, config["field_separator"],
                           config["encoding"])
@@ -84,7 +84,7 @@ def _aligned(config, dataset, path: Path, field: str, suffixes: tuple[str, ...],
     if missing:
         getLogger().warning(
             f"{missing} of {len(mask) - 1} {what}s have no vector in {path.name}; "
-            f"they use the fallback (zero vector, masked: see README, '{section}')"
+            f"they use the fallback (zero vector, masked: see {section})"
         )
     return torch.from_numpy(matrix), torch.from_numpy(mask)
 
@@ -145,7 +145,7 @@ def _profiles(config, dataset, path: Path, histories: Mapping[int, np.ndarray], 
     missing = sum(len(set(cuts) - set(found.get(token, {}))) for token, cuts in expected.items())
     if missing:
         getLogger().warning(f"{missing} of {sum(map(len, expected.values()))} preference profiles have no vector in "
-                            f"{path.name}; they are masked (see README, 'Missing texts')")
+                            f"{path.name}; they are masked (see docs/architecture.md#missing-texts)")
     width = max([len(c) for c in found.values()] + [1])
     rows = torch.zeros(len(user_ids), width, dtype=torch.long)
     cut = torch.full((len(user_ids), width), NO_PROFILE, dtype=torch.long)

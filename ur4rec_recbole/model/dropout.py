@@ -2,7 +2,7 @@
 
 On CPUs where torch's ``bernoulli_`` takes its serial default kernel (not
 MKL's, which torch uses on Intel CPUs only), dropout spends most of its time
-drawing the mask (README, "Where the time went": 8-22% of a training step).
+drawing the mask (docs/results/speed.md: 8-22% of a training step).
 That kernel draws one float64 uniform per element, in memory order, and keeps
 the element where it is below ``1 - p``; ``uniform_`` on a float64 tensor
 draws the same numbers from the same generator, faster. :class:`SameMaskDropout` builds the mask

@@ -41,7 +41,7 @@ class ItemTextFusion(NoFusion):
     vector (``text_in_items``, UniSRec-style); no retriever score is computed.
 
     What the text gives without the retriever: UR4Rec against this row is what
-    the retriever itself adds (README, "The retriever: what was tried").
+    the retriever itself adds (docs/results/retriever.md).
     """
 
     reads_text = True

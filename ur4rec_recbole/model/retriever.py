@@ -6,8 +6,8 @@ at positions ``0..t``] (plus their image vectors with images as a second
 modality). ``K`` proxy queries cross-attend over it and the retriever score of
 item ``i`` pools ``cos(proxy_k, item_i) / temperature`` over the proxies.
 
-Each design choice is a registry entry chosen in the config (README, "The
-retriever"): ``item_adapter`` (how a knowledge vector becomes an item
+Each design choice is a registry entry chosen in the config
+(docs/results/retriever.md): ``item_adapter`` (how a knowledge vector becomes an item
 representation: ``mlp``, ``linear``, ``lowrank``, ``frozen``),
 ``retriever_query`` (``proxies``: K learned queries; ``state``: the same
 queries shifted by the sequence state at the position) and ``proxy_pooling``

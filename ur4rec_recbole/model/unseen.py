@@ -14,7 +14,7 @@ By default training never reads the borrowed rows (an unseen item is never a
 positive, and under the cold-item protocol never a negative either), so
 training is unchanged; evaluation (validation included) and serving use them.
 The scale shrinks what the neighbours lend: a copied row would also copy their
-popularity. Both settings were chosen on validation (README, "Cold items").
+popularity. Both settings were chosen on validation (docs/guides/cold-items.md).
 
 ``unseen_item_training`` (a probability, 0 = off) teaches the model to score
 with borrowed rows: at every training step each seen item with a knowledge

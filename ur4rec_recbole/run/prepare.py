@@ -38,7 +38,7 @@ def set_torch_threads(threads: int | None) -> None:
     """``torch_threads`` intra-op threads (None: torch's default, one per core it may use).
 
     The OpenMP wait policy is read when torch loads, so the entry points
-    (``run_ur4rec.py``, ``python -m ur4rec_recbole``) set it; see README, "Speed".
+    (``run_ur4rec.py``, ``python -m ur4rec_recbole``) set it; see docs/results/speed.md.
     """
     if threads is not None:
         torch.set_num_threads(int(threads))

@@ -28,7 +28,7 @@ def template_fields(config) -> list[str]:
             raise ValueError(
                 f"text_source 'template' needs {key} (a list of .item columns) for dataset "
                 f"'{config['dataset']}', got {config[key]!r}; set it in a config file or as "
-                f"--{key}=\"['col1','col2']\" (see README, 'Your own dataset')"
+                f"--{key}=\"['col1','col2']\" (see docs/guides/own-dataset.md)"
             )
     return list(dict.fromkeys([*config["item_text_fields"], *config["user_profile_fields"]]))
 
