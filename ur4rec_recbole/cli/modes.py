@@ -55,7 +55,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         bench = compare(parse_specs(args.compare), args.dataset, seeds_for(args.seeds), output,
                         args.config_files, overrides)
         print(markdown(bench))
-        print(f"benchmark.md, benchmark.json, benchmark.png and runs/ in {output}")
+        print(f"benchmark.md, benchmark.json, benchmark.png, per_user.json.gz and runs/ in {output}")
         return bench
     if args.hyper is not None:
         from ur4rec_recbole.run.hyper.space import read_params

@@ -1,4 +1,9 @@
-"""``benchmark.json``, ``benchmark.md`` and ``benchmark.png`` from the per-run records.
+"""``benchmark.json``, ``benchmark.md``, ``benchmark.png`` and ``per_user.json.gz`` from the per-run records.
+
+The per-run records (``runs/``) are raw and large (every test user's values, the whole config);
+``per_user.json.gz`` keeps only what the paired tests need, compressed, so that a results folder
+can be kept (committed) without ``runs/`` and its p-values recomputed from it
+(:func:`read_per_user` gives records :func:`paired_test` accepts).
 
 Paired test: for each model against the first one, each test user's NDCG@10
 is averaged over the seeds both models finished, and the two-sided Wilcoxon
@@ -11,6 +16,8 @@ The same test runs within each bucket of the target's training frequency
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from pathlib import Path
 from typing import Sequence
@@ -18,13 +25,15 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from ur4rec_recbole.io import atomic_path, machine, write_json, write_text
+from ur4rec_recbole.io import atomic_path, machine, write_bytes, write_json, write_text
 from ur4rec_recbole.run.compare.spec import RunSpec
 from ur4rec_recbole.run.metrics import BUCKET_METRICS, in_group
 
 PAIRED_METRIC = "ndcg@10"
 TEST_METRICS = tuple(f"{m}@{k}" for k in (10, 20) for m in ("recall", "ndcg", "mrr", "hit"))
 COST_FIELDS = ("seconds_per_epoch", "total_seconds", "best_epoch")
+PER_USER_FILE = "per_user.json.gz"
+PER_RUN_FIELDS = ("ndcg@10", "recall@10")  # differ from run to run; the other per-user fields come from the split
 TEST_NAME = "two-sided Wilcoxon signed-rank test over users (per-user test NDCG@10 averaged over common seeds)"
 
 
@@ -293,11 +302,47 @@ def plot(bench: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def per_user_arrays(records: Sequence[dict]) -> dict:
+    """What the paired tests need of the finished runs: the split's per-user fields once, each run's values.
+
+    ``{"users": {field: [...]}, "runs": {label: {seed: {"ndcg@10": [...], "recall@10": [...]}}}}``; a run
+    whose users or buckets differ from the first run's (never, for one split) keeps its own ``users``.
+    """
+    shared, runs = None, {}
+    for record in records:
+        if record.get("status") != "ok" or "per_user_test" not in record:
+            continue
+        per_user = record["per_user_test"]
+        fields = {k: v for k, v in per_user.items() if k not in PER_RUN_FIELDS}
+        entry = {k: per_user[k] for k in PER_RUN_FIELDS if k in per_user}
+        if shared is None:
+            shared = fields
+        elif fields != shared:
+            entry["users"] = fields
+        runs.setdefault(record["label"], {})[str(record["seed"])] = entry
+    return {"users": shared or {}, "runs": runs}
+
+
+def write_per_user(path: Path, records: Sequence[dict]) -> None:
+    """``per_user_arrays`` as gzip-compressed JSON (byte-identical for identical runs: no timestamp)."""
+    data = json.dumps(per_user_arrays(records), separators=(",", ":")).encode("utf-8")
+    write_bytes(path, gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def read_per_user(path: Path) -> dict[str, dict[int, dict]]:
+    """``{label: {seed: {"per_user_test": {...}}}}`` from a ``per_user.json.gz``, as :func:`paired_test` reads."""
+    stored = json.loads(gzip.decompress(Path(path).read_bytes()))
+    return {label: {int(seed): {"per_user_test": {**stored["users"], **entry.pop("users", {}), **entry}}
+                    for seed, entry in by_seed.items()}
+            for label, by_seed in stored["runs"].items()}
+
+
 def write_report(output: Path, specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str,
                  records: Sequence[dict]) -> dict:
-    """Write benchmark.json, benchmark.md and benchmark.png into ``output``; return the json content."""
+    """Write benchmark.json, benchmark.md, benchmark.png and per_user.json.gz into ``output``; return the json."""
     bench = summarize(specs, seeds, dataset, records)
     write_json(output / "benchmark.json", bench)
+    write_per_user(output / PER_USER_FILE, records)
     write_text(output / "benchmark.md", markdown(bench))
     plot(bench, output / "benchmark.png")
     return bench
