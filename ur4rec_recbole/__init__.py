@@ -14,3 +14,20 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 __version__ = "0.1.0"
+
+# The Python API, in RecBole's style (recbole.quick_start); imported on first use, so that
+# ``import ur4rec_recbole`` stays light and sets the OpenMP defaults above before torch loads.
+API = {
+    "run_ur4rec": "ur4rec_recbole.run.quick_start",
+    "load_data_and_model": "ur4rec_recbole.run.quick_start",
+    "Recommender": "ur4rec_recbole.run.recommend",
+}
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    if name in API:
+        import importlib
+
+        return getattr(importlib.import_module(API[name]), name)
+    raise AttributeError(f"module 'ur4rec_recbole' has no attribute {name!r}")

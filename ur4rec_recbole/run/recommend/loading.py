@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from recbole.data import data_preparation
 
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
@@ -45,6 +46,7 @@ class Loaded:
     dataset: Any  # the built RecBole dataset (all interactions; ids as in training)
     model: torch.nn.Module  # in eval mode, on config["device"]
     checkpoint: Path
+    loaders: tuple | None = None  # RecBole's (train, valid, test) dataloaders, when asked for
 
 
 def settings_from(saved: dict) -> dict:
@@ -82,14 +84,15 @@ def checkpoint_path(path: str | os.PathLike) -> Path:
 
 
 def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | None = None,
-               device: str = "cpu") -> Loaded:
+               device: str = "cpu", loaders: bool = False) -> Loaded:
     """Rebuild the model of ``checkpoint`` with its configuration and its dataset folder.
 
     ``checkpoint`` may also be the ``--results`` JSON of the run that saved it.
     ``data_path`` is the folder that holds ``<dataset>/`` when it moved since
     training (default: where it was). Raises :class:`InputError` (one line)
     when the folder's atomic files or vector tables differ from the ones the
-    model was trained on.
+    model was trained on. ``loaders`` builds the split through RecBole's ``data_preparation``, as
+    training did, and keeps its dataloaders (``Loaded.loaders``).
     """
     checkpoint = checkpoint_path(checkpoint)
     state = read_checkpoint(checkpoint, device)  # one InputError for a missing, foreign or old file
@@ -108,9 +111,11 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
     prepared = prepare_run(saved["model"], saved["dataset"], config_dict=settings, before_data=unchanged_atomic_files)
     config, dataset = prepared.config, prepared.dataset
     check_rebuilt({**older, **saved}, plain_config(config), checkpoint)
-    splits = dataset.build()  # this package's datasets align their vectors here
+    # this package's datasets align their vectors when they build their split (once)
+    built = data_preparation(config, dataset) if loaders else None
+    train_split = built[0]._dataset if built else dataset.build()[0]
     check_same_data(fingerprint, data_fingerprint(config), checkpoint, "recommend from")
-    model = build_model(config, splits[0])
+    model = build_model(config, train_split)
     model.load_state_dict(state["state_dict"])
     model.load_other_parameter(state.get("other_parameter"))
-    return Loaded(config, dataset, model.eval(), checkpoint)
+    return Loaded(config, dataset, model.eval(), checkpoint, built)
