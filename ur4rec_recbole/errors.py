@@ -21,3 +21,22 @@ def one_line(err: BaseException) -> str:
     text = str(err) if not isinstance(err, KeyError) or not err.args else str(err.args[0])
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return "; ".join(lines) or type(err).__name__
+
+
+class MissingExtra(InputError):
+    """An optional part of the package is used without the extra that installs it."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` for ``purpose``; missing, it is one line naming the extra to install.
+
+    The core install is what the main job needs; LLM texts, item images, ``--hyper`` and plots come
+    with the extras ``llm``, ``images``, ``hyper`` and ``plots`` of ``pyproject.toml``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtra(f"{purpose} needs {module} ({err}); install it with: pip install 'ur4rec-recbole[{extra}]' "
+                           f"(in a checkout: pip install -e '.[{extra}]')") from err

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from ur4rec_recbole.atomic_format import read_columns, read_header
-from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.errors import InputError, require
 from ur4rec_recbole.features.download import is_url
 from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table
 from ur4rec_recbole.io import content_hash, data_folder_fix, file_sha256, write_json
@@ -183,7 +183,7 @@ def _hub_offline(enabled: bool) -> Iterator[None]:
 def load_image_model(arch: str, pretrained: str | None, device: str, image_size: int | None = None,
                      download: bool = False):
     """open_clip ``(model, preprocess)`` in eval mode; clear errors for unknown names and absent weights."""
-    import open_clip
+    open_clip = require("open_clip", "images", "encoding item images")
 
     if arch not in open_clip.list_models():
         raise ValueError(f"image_model {arch!r} is not an open_clip architecture; see open_clip.list_models()")

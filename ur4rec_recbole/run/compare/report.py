@@ -19,12 +19,14 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from logging import getLogger
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from scipy import stats
 
+from ur4rec_recbole.errors import MissingExtra, require
 from ur4rec_recbole.io import atomic_path, machine, write_bytes, write_json, write_text
 from ur4rec_recbole.run.compare.spec import RunSpec
 from ur4rec_recbole.run.metrics import BUCKET_METRICS, in_group
@@ -258,8 +260,12 @@ def bucket_markdown(bench: dict) -> list[str]:
 
 
 def plot(bench: dict, path: Path) -> None:
-    """Test NDCG@10 per model with error bars, and validation learning curves."""
-    import matplotlib
+    """Test NDCG@10 per model with error bars, and validation learning curves (skipped without matplotlib)."""
+    try:
+        matplotlib = require("matplotlib", "plots", path.name)
+    except MissingExtra as err:
+        getLogger().warning(f"{err}; {path} not written")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import ur4rec_recbole
+from ur4rec_recbole.errors import require
 from ur4rec_recbole.io import plain_config
 from ur4rec_recbole.run.hyper.search import base_config, check_overlap
 from ur4rec_recbole.run.hyper.space import Param, tune_space
@@ -102,6 +103,7 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
     ASHA may stop a trial after ``grace_period`` epochs when its validation score is
     below the top ``1 / reduction_factor`` of the trials that reached the same epoch.
     """
+    require("ray.tune", "hyper", "--hyper --tool ray")
     import ray
     from ray import air, tune
     from ray.tune.schedulers import ASHAScheduler

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ur4rec_recbole.config import Config
+from ur4rec_recbole.errors import require
 from ur4rec_recbole.io import plain_config
 from ur4rec_recbole.run.hyper.space import Param, grid_size, hyperopt_space
 from ur4rec_recbole.run.hyper.trials import trial_record, write_outputs
@@ -44,6 +45,7 @@ def base_config(model: str, dataset: str, config_files: Sequence[str] | None,
 
 def hyperopt_algorithm(name: str):
     """RecBole's algorithm names; exhaustive is passed as a callable so that ``--max-evals`` is kept."""
+    require("hyperopt", "hyper", "--hyper --tool hyperopt")
     from hyperopt import rand, tpe
     from recbole.trainer.hyper_tuning import exhaustive_search
 

@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ur4rec_recbole.errors import require
+
 TYPES = ("choice", "uniform", "quniform", "loguniform")
 _BOUNDS = {"uniform": 2, "quniform": 3, "loguniform": 2}
 
@@ -73,7 +75,7 @@ def read_params(path: str | Path) -> list[Param]:
 
 def hyperopt_space(params: list[Param]) -> dict:
     """The space RecBole's ``HyperTuning`` builds from the same file."""
-    from hyperopt import hp
+    hp = require("hyperopt.hp", "hyper", "--hyper --tool hyperopt")
 
     build = {
         "choice": lambda p: hp.choice(p.name, list(p.values)),
@@ -86,7 +88,7 @@ def hyperopt_space(params: list[Param]) -> dict:
 
 def tune_space(params: list[Param], grid: bool) -> dict:
     """A Ray Tune ``param_space``; ``grid`` makes every ``choice`` a grid axis (each value tried)."""
-    from ray import tune
+    tune = require("ray.tune", "hyper", "--hyper --tool ray")
 
     build = {
         "choice": lambda p: (tune.grid_search if grid else tune.choice)(list(p.values)),
