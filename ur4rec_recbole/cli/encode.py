@@ -1,5 +1,6 @@
-"""Fetch item images and extract their vectors ahead of training (text vectors are encoded by ``run_ur4rec.py``).
+"""Text and image vectors ahead of training: the stage between the texts (``generate``) and ``run``.
 
+    python -m ur4rec_recbole encode --dataset NAME --texts [--text_source=openai] [--key=value ...]
     python -m ur4rec_recbole encode --dataset NAME --download-images [--download-workers 8 ...]
     python -m ur4rec_recbole encode --dataset NAME --images --image-model ViT-B-32 \\
         --image-pretrained TAG|PATH|none [--config_files A.yaml] [--key=value ...]
@@ -8,6 +9,12 @@
 column ``item_image_field`` (the converters write ``image_url``) into
 ``<data_path>/images/<token>.<ext>`` and lists every failure in
 ``<dataset>.image_download.json``; with ``--images`` too, they are encoded next.
+
+``--texts`` writes the texts of ``text_source`` when they are built on the fly
+(``template``; LLM texts come from ``generate``), checks that they match this
+split's training portions, and encodes them into ``<dataset>.{item_know,user_pref}.<source>.npz``:
+the same functions a run calls when it builds its dataset, so the run then reads
+the vectors (their content hash is unchanged) instead of encoding them.
 
 ``--key=value`` are the dataset settings of ``run_ur4rec.py`` (``--data_path=DIR``,
 ``--item_image_field=poster``, ``--image_batch_size=64`` ...). Writes
@@ -29,6 +36,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m ur4rec_recbole encode", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_arguments(parser, required=True)
+    parser.add_argument("--texts", action="store_true",
+                        help="write the texts of text_source (template) and encode them into text vectors")
     parser.add_argument("--images", action="store_true", help="encode the item images")
     parser.add_argument("--image-model", default=None, help="open_clip architecture (yaml: image_model)")
     parser.add_argument("--image-pretrained", default=None,
@@ -45,9 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     download.add_argument("--download-max-mb", type=float, default=defaults.max_bytes / (1 << 20),
                           help="size cap of one image in MiB")
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if not args.images and not args.download_images:
-        parser.error("nothing to do: pass --download-images and/or --images (text vectors are encoded by "
-                     "run_ur4rec.py)")
+    if not (args.texts or args.images or args.download_images):
+        parser.error("nothing to do: pass --texts, --download-images and/or --images")
     quiet_library_warnings()
     with command(args.debug):
         return _encode(args, split_overrides(extra))
@@ -61,9 +69,12 @@ def _encode(args: argparse.Namespace, overrides: dict[str, str]) -> dict:
     for key, value in (("image_model", args.image_model), ("image_pretrained", args.image_pretrained)):
         if value is not None:
             overrides[key] = value
-    config = prepare_run("UR4Rec", args.dataset, args.config_files, cmd_overrides=overrides,
-                         build_dataset=False).config
+    prepared = prepare_run("UR4Rec", args.dataset, args.config_files, cmd_overrides=overrides,
+                           build_dataset=args.texts)
+    config = prepared.config
     report: dict = {}
+    if args.texts:
+        report["texts"] = _encode_texts(prepared.dataset, config)
     if args.download_images:
         options = DownloadOptions(workers=args.download_workers, rate=args.download_rate,
                                   timeout=args.download_timeout, retries=args.download_retries,
@@ -73,13 +84,24 @@ def _encode(args: argparse.Namespace, overrides: dict[str, str]) -> dict:
         print(f"images:  {config['data_path']}/images/\n"
               f"report:  {download_report_path(config['data_path'], config['dataset'])}")
         report["download"] = fetched
-        if not args.images:
-            return report
+    if not args.images:
+        return report
     encoded = encode_item_images(config).as_json()
     out = image_vector_path(config)
     print(json.dumps({k: v for k, v in encoded.items() if k not in ("missing", "corrupt")}))
     print(f"vectors: {out}\nreport:  {report_path(out)}")
     return {**encoded, **report}
+
+
+def _encode_texts(dataset, config) -> dict[str, str]:
+    """Texts and their vectors through the dataset's own build (``features/pipeline.prepare_features``)."""
+    from ur4rec_recbole.features.pipeline import vector_tables
+
+    dataset.build()  # splits, then writes (template) or reads the texts and encodes what is not cached
+    tables = {kind: str(path) for kind, path in vector_tables(config).items() if kind != "item_image"}
+    for kind, path in tables.items():
+        print(f"{kind} vectors: {path}")
+    return tables
 
 
 if __name__ == "__main__":
