@@ -75,7 +75,7 @@ class OpenAICompleter:
     name = "openai"
 
     def __init__(self, model: str, base_url: str | None, timeout: float, concurrency: int) -> None:
-        self._openai = require("openai", "llm", "--backend openai")
+        self._openai = openai = require("openai", "llm", "--backend openai")
         self.model, self.base_url, self.concurrency = model, base_url, concurrency
         self._where = base_url or "the OpenAI API"
         # a local server needs no key, but the client insists on one: a placeholder is sent then
