@@ -1,12 +1,16 @@
 """The documentation cannot drift: the configuration reference is the generated one, every relative
-link of README.md and docs/ resolves (file and #anchor), and every documented command's --help runs."""
+link of README.md and docs/ resolves (file and #anchor), and every documented command's --help runs
+(``python -m ur4rec_recbole ...``, ``python run_ur4rec.py``, ``python benchmarks/X.py``)."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +157,22 @@ def test_documented_command_help_runs(argv):
         main([*words, "--help"])
     assert exit_.value.code in (0, None)
     assert "usage" in out.getvalue().lower()
+
+
+def documented_scripts() -> set[str]:
+    """The repository's scripts shown as ``python benchmarks/X.py ...``."""
+    return {match for path in DOCS for line in code_lines(path)
+            for match in re.findall(r"python (benchmarks/\w+\.py)", line)}
+
+
+def test_documented_scripts_exist():
+    scripts = documented_scripts()
+    assert "benchmarks/speed.py" in scripts
+    assert all((ROOT / script).is_file() for script in scripts), sorted(scripts)
+
+
+@pytest.mark.parametrize("script", sorted(documented_scripts()))
+def test_documented_script_help_runs(script):
+    done = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and "usage" in done.stdout.lower(), done.stderr[-2000:]
