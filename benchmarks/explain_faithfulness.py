@@ -34,7 +34,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_result_files
-from ur4rec_recbole.run.recommend import Recommender
+from ur4rec_recbole.serve import Recommender
 
 
 def user_drops(answer) -> tuple[float, ...]:

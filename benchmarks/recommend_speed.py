@@ -3,7 +3,7 @@
     python run_ur4rec.py --dataset ml-100k --results saved/UR4Rec-ml-100k.json
     python benchmarks/recommend_speed.py --checkpoint saved/UR4Rec-ml-100k.json
 
-Everything goes through :class:`~ur4rec_recbole.run.recommend.Recommender`, as
+Everything goes through :class:`~ur4rec_recbole.serve.Recommender`, as
 ``python -m ur4rec_recbole recommend`` does, top 10 of the whole catalogue with
 seen items left out:
 
@@ -31,7 +31,7 @@ from time import perf_counter
 import numpy as np
 
 from ur4rec_recbole.io import machine, write_result_files
-from ur4rec_recbole.run.recommend import Recommender, write_recommendations
+from ur4rec_recbole.serve import Recommender, write_recommendations
 
 TOP_K = 10
 

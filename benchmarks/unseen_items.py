@@ -31,7 +31,7 @@ from ur4rec_recbole.io import machine, write_result_files
 from ur4rec_recbole.lookups import get_trainer
 from ur4rec_recbole.run.metrics import bucket_report, per_user_metrics, target_groups, training_counts
 from ur4rec_recbole.run.prepare import build_model, prepare_run
-from ur4rec_recbole.run.recommend.loading import checkpoint_path, settings_from
+from ur4rec_recbole.serve.loading import checkpoint_path, settings_from
 from ur4rec_recbole.training.trainer import read_checkpoint
 
 

@@ -20,8 +20,8 @@ from ur4rec_recbole.cli import recommend as recommend_cli
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.lookups import get_model, get_trainer
 from ur4rec_recbole.model.fusion import FUSIONS
-from ur4rec_recbole.run.recommend import Recommender
-from ur4rec_recbole.run.recommend.loading import Loaded
+from ur4rec_recbole.serve import Recommender
+from ur4rec_recbole.serve.loading import Loaded
 
 K = 5
 
@@ -60,7 +60,7 @@ def ranked(answer) -> list[str]:
 def test_round_trip_in_a_new_process_gives_the_same_top_k(trained, tmp_path):
     in_memory, checkpoint, _ = trained
     expected = [r.as_dict() for r in in_memory.recommend_many(in_memory.users(), k=K, explain=True)]
-    code = ("import json, sys; from ur4rec_recbole.run.recommend import Recommender; "
+    code = ("import json, sys; from ur4rec_recbole.serve import Recommender; "
             "rec = Recommender.load(sys.argv[1]); "
             f"print(json.dumps([r.as_dict() for r in rec.recommend_many(rec.users(), k={K}, explain=True)]))")
     done = subprocess.run([sys.executable, "-c", code, checkpoint], capture_output=True, text=True, cwd=tmp_path,

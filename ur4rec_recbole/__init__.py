@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 API = {
     "run_ur4rec": "ur4rec_recbole.run.quick_start",
     "load_data_and_model": "ur4rec_recbole.run.quick_start",
-    "Recommender": "ur4rec_recbole.run.recommend",
+    "Recommender": "ur4rec_recbole.serve",
 }
 __all__ = ["__version__", *API]
 

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from ur4rec_recbole.run.recommend import Recommender, format_table, write_recommendations
-    from ur4rec_recbole.run.recommend.results import output_format
+    from ur4rec_recbole.serve import Recommender, format_table, write_recommendations
+    from ur4rec_recbole.serve.results import output_format
 
     if args.output is not None:
         output_format(args.output)  # a bad suffix fails before the model loads

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ur4rec_recbole.run.recommend.loading import load_model
+from ur4rec_recbole.serve.loading import load_model
 from ur4rec_recbole.run.single import run
 
 

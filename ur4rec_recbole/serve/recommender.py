@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.ur4rec import RetrieverReasons
-from ur4rec_recbole.run.recommend.catalogue import Catalogue
-from ur4rec_recbole.run.recommend.loading import Loaded, load_model
-from ur4rec_recbole.run.recommend.results import Explanation, Recommendation, RecommendedItem, Slot
-from ur4rec_recbole.run.recommend.scorers import Batch, Scores, scorer_for
+from ur4rec_recbole.serve.catalogue import Catalogue
+from ur4rec_recbole.serve.loading import Loaded, load_model
+from ur4rec_recbole.serve.results import Explanation, Recommendation, RecommendedItem, Slot
+from ur4rec_recbole.serve.scorers import Batch, Scores, scorer_for
 
 SLOT_KINDS = {"preference": "preference", "text": "history", "image": "history image"}
 
