@@ -19,7 +19,7 @@ import ur4rec_recbole
 installed = Path(ur4rec_recbole.__file__).parent
 assert installed.is_relative_to(Path.cwd()), installed
 for shipped in ("config/properties/overall.yaml", "config/properties/model/UR4Rec.yaml",
-                "config/properties/texts.yaml", "config/properties/hyper/ur4rec.hyper", "texts/prompts/user_pref.yaml"):
+                "config/properties/texts.yaml", "config/properties/hyper/ur4rec.hyper", "generate/prompts/user_pref.yaml"):
     assert (installed / shipped).is_file(), f"{shipped} is not installed with the package (package-data)"
 sys.path.append(str(Path(sys.argv[1]) / "tests"))  # the tiny dataset writer only
 from conftest import write_tiny_dataset

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ur4rec_recbole.io import machine, write_json  # noqa: E402
-from ur4rec_recbole.run.generate import generate_texts  # noqa: E402
-from ur4rec_recbole.texts.llm import GenerationOptions  # noqa: E402
-from ur4rec_recbole.texts.prompts import PromptTemplate  # noqa: E402
+from ur4rec_recbole.generate.runner import generate_texts  # noqa: E402
+from ur4rec_recbole.generate.llm import GenerationOptions  # noqa: E402
+from ur4rec_recbole.generate.prompts import PromptTemplate  # noqa: E402
 
 
 def free_port() -> int:

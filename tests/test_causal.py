@@ -46,7 +46,7 @@ def build(tmp_path, tag: str, source: str, edit=None, scoring: str = "proxies"):
     if source != "template":
         from test_generate import options
 
-        from ur4rec_recbole.run.generate import generate_texts
+        from ur4rec_recbole.generate.runner import generate_texts
         from ur4rec_recbole.testing.loopback import LoopbackLLM
 
         with LoopbackLLM() as server:

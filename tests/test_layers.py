@@ -15,7 +15,7 @@ LAYERS = {  # first path component under the package -> layer (higher may import
     "io": 0, "errors": 0, "lookups": 0, "config": 0, "atomic_format": 0,
     "features": 1, "texts": 1, "convert": 1,
     "model": 2, "data": 2, "training": 2,
-    "run": 3, "serve": 3,
+    "run": 3, "serve": 3, "generate": 3,
     "cli": 4, "__main__": 4,
     "testing": 5,  # test helpers: may import anything, imported by nothing in the product
 }

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 from ur4rec_recbole.cli.common import add_dataset_arguments, command, quiet_library_warnings, split_overrides
 from ur4rec_recbole.errors import EXIT_USAGE, InputError
-from ur4rec_recbole.texts.llm import GenerationOptions, GenerationSummary
+from ur4rec_recbole.generate.llm import GenerationOptions, GenerationSummary
 
 EXIT_FATAL, EXIT_STOPPED, EXIT_INTERRUPTED = EXIT_USAGE, 3, 130
 
@@ -63,8 +63,8 @@ def run_generation(dataset_name: str, options: GenerationOptions,
                    cmd_overrides: Mapping[str, str] | None = None,
                    config_file_list: Sequence[str] | None = None, debug: bool = False) -> GenerationSummary:
     """:func:`generate_texts` for a command line: one clear message and an exit code on failure."""
-    from ur4rec_recbole.run.generate import generate_texts
-    from ur4rec_recbole.texts.completers import Fatal
+    from ur4rec_recbole.generate.runner import generate_texts
+    from ur4rec_recbole.generate.completers import Fatal
 
     try:
         with command(debug, interrupted="interrupted: every answer received so far is cached; rerun to continue"):

@@ -183,7 +183,7 @@ def _tokenizer(name: str) -> Callable[[str], int]:
     """``words`` (default) or a local Hugging Face tokenizer: a folder, or ``smollm2`` (bundled GGUF)."""
     if name == "words":
         return count_tokens
-    from ur4rec_recbole.texts.local_lm import load_tokenizer
+    from ur4rec_recbole.generate.local_lm import load_tokenizer
 
     tokenizer = load_tokenizer(name)
     return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ur4rec_recbole.run.prepare import prepare_run
-from ur4rec_recbole.texts.answer_cache import AnswerCache
+from ur4rec_recbole.generate.answer_cache import AnswerCache
 from ur4rec_recbole.texts.base import histories_by_token, item_fields
 from ur4rec_recbole.texts.build import template_backend
-from ur4rec_recbole.texts.completers import COMPLETERS
-from ur4rec_recbole.texts.llm import GenerationOptions, GenerationSummary, PromptRunner
+from ur4rec_recbole.generate.completers import COMPLETERS
+from ur4rec_recbole.generate.llm import GenerationOptions, GenerationSummary, PromptRunner
 from ur4rec_recbole.texts.profiles import history_fingerprint, profile_histories
-from ur4rec_recbole.texts.prompts import PromptBuilder
+from ur4rec_recbole.generate.prompts import PromptBuilder
 from ur4rec_recbole.texts.records import ITEM_KIND, USER_KIND, TextRecord, text_path, write_records
 
 
@@ -32,7 +32,7 @@ def generate_texts(dataset_name: str, options: GenerationOptions,
                    config_file_list: Sequence[str] | None = None) -> GenerationSummary:
     """Generate (or take from the cache) every text of ``dataset_name``; write the files when complete.
 
-    Raises :class:`ur4rec_recbole.texts.completers.Fatal` when no request can
+    Raises :class:`ur4rec_recbole.generate.completers.Fatal` when no request can
     succeed. When a budget stops the run, nothing is written (the answers
     so far are cached) and ``summary.stopped`` says why.
     """

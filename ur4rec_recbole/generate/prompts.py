@@ -1,4 +1,4 @@
-"""Versioned prompt templates (``texts/prompts/*.yaml``) and the prompts built from them.
+"""Versioned prompt templates (``generate/prompts/*.yaml``) and the prompts built from them.
 
 The wording lives in the yaml files, not in code; each file's ``version`` goes
 into every record's provenance and every cache key, so editing a prompt and

@@ -2,7 +2,7 @@
 
 ``openai``: the official client against any server speaking the
 chat-completions API (OpenAI, vLLM, Ollama, llama.cpp, LM Studio, ...).
-``transformers``: a local causal LM (see :mod:`ur4rec_recbole.texts.local_lm`).
+``transformers``: a local causal LM (see :mod:`ur4rec_recbole.generate.local_lm`).
 
 Errors are mapped to three kinds that the generator treats differently:
 :class:`Transient` (retry with backoff: 429, 5xx, timeouts, malformed
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from ur4rec_recbole.errors import require
-from ur4rec_recbole.texts.prompts import Prompt
+from ur4rec_recbole.generate.prompts import Prompt
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class TransformersCompleter:
     concurrency = 1  # one model, one forward pass at a time (the runner caps requests in flight by this)
 
     def __init__(self, model: str, device: str | None) -> None:
-        from ur4rec_recbole.texts.local_lm import LocalLM
+        from ur4rec_recbole.generate.local_lm import LocalLM
 
         self.model = model
         self._lm = LocalLM(model, device)

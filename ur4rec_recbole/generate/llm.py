@@ -17,9 +17,9 @@ from logging import getLogger
 
 from tqdm import tqdm
 
-from ur4rec_recbole.texts.answer_cache import AnswerCache, cache_key
-from ur4rec_recbole.texts.completers import Completer, Fatal, Rejected, Transient
-from ur4rec_recbole.texts.prompts import Prompt
+from ur4rec_recbole.generate.answer_cache import AnswerCache, cache_key
+from ur4rec_recbole.generate.completers import Completer, Fatal, Rejected, Transient
+from ur4rec_recbole.generate.prompts import Prompt
 
 _REFUSAL = re.compile(
     r"^\W*(i'?m sorry|i am sorry|sorry, (but )?i|i can'?not|i can'?t|i'?m unable|i am unable|i won'?t|"

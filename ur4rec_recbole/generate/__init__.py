@@ -1,0 +1,1 @@
+"""LLM-written texts: prompts, completers, answer cache, runner."""
