@@ -40,7 +40,7 @@ def worker(args: argparse.Namespace) -> dict:
     from recbole.data import data_preparation
     from recbole.utils import init_seed
 
-    from ur4rec_recbole.lookups import get_trainer
+    from ur4rec_recbole.registry import get_trainer
     from ur4rec_recbole.run.prepare import build_model, prepare_run
 
     overrides = {"use_gpu": "False", "state": "WARNING", "show_progress": "False",

@@ -28,7 +28,7 @@ from recbole.data import data_preparation
 from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_json
-from ur4rec_recbole.lookups import get_model
+from ur4rec_recbole.registry import get_model
 from ur4rec_recbole.run.prepare import prepare_run
 
 K = 10

@@ -29,7 +29,7 @@ from recbole.utils import init_seed
 from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_result_files
-from ur4rec_recbole.lookups import get_trainer
+from ur4rec_recbole.registry import get_trainer
 from ur4rec_recbole.run.prepare import build_model, prepare_run
 
 VARIANTS = (  # (row name, model, settings)

@@ -28,7 +28,7 @@ from recbole.data import data_preparation
 from tqdm import tqdm
 
 from ur4rec_recbole.io import machine, write_result_files
-from ur4rec_recbole.lookups import get_trainer
+from ur4rec_recbole.registry import get_trainer
 from ur4rec_recbole.run.metrics import bucket_report, per_user_metrics, target_groups, training_counts
 from ur4rec_recbole.run.prepare import build_model, prepare_run
 from ur4rec_recbole.serve.loading import checkpoint_path, settings_from

@@ -14,7 +14,7 @@ from conftest import PROJECT_ROOT, tiny_overrides, write_tiny_dataset
 from recbole.quick_start import load_data_and_model as recbole_load, run_recbole
 
 import ur4rec_recbole
-from ur4rec_recbole.lookups import get_trainer
+from ur4rec_recbole.registry import get_trainer
 
 RECBOLE_KEYS = ("best_valid_score", "valid_score_bigger", "best_valid_result", "test_result")
 

@@ -13,7 +13,7 @@ from conftest import build_data, raw_sequences, without_backbone_settings
 
 import run_ur4rec
 from ur4rec_recbole.features.table import load_vector_table
-from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.registry import get_model, get_trainer
 from ur4rec_recbole.run.single import run
 
 BASELINES = ("Transitions", "TextKNN", "TransitionsTextKNN")

@@ -81,7 +81,7 @@ def test_ur4rec_windows_and_baseline_counts_hold_no_cold_item(tiny):
     windows = train._dataset.inter_feat
     assert not torch.isin(windows["item_id_list"], cold).any() and not torch.isin(windows["item_id"], cold).any()
     config, _, train, _, _ = build_data({**overrides, "cold_items": 0.25}, model="Transitions")
-    from ur4rec_recbole.lookups import get_model
+    from ur4rec_recbole.registry import get_model
 
     net = get_model("Transitions")(config, train._dataset)
     assert not torch.isin(net.transition_pairs, cold).any()

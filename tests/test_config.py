@@ -9,8 +9,8 @@ import pytest
 import os
 
 from ur4rec_recbole.config import DEFAULT_DATA_ROOT, Config
-from ur4rec_recbole.data.atomic import ensure_atomic_files
-from ur4rec_recbole.lookups import get_model
+from ur4rec_recbole.data.reading import ensure_atomic_files
+from ur4rec_recbole.registry import get_model
 
 
 def test_properties_are_defaults_and_files_override_them(tmp_path):

@@ -13,7 +13,7 @@ import run_ur4rec
 from ur4rec_recbole.model import UR4Rec
 from ur4rec_recbole.model.losses import LOSS_TERMS
 from ur4rec_recbole.model.modality import MODALITY_FUSIONS
-from ur4rec_recbole.lookups import get_trainer
+from ur4rec_recbole.registry import get_trainer
 
 ALL_TERMS = {"retriever_weight": 0.5, "contrastive_weight": 0.5, "consistency_weight": 0.5, "diversity_weight": 0.5}
 

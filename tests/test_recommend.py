@@ -18,7 +18,7 @@ from conftest import PROJECT_ROOT, build_data, fails_clearly, tiny_overrides, wr
 
 from ur4rec_recbole.cli import recommend as recommend_cli
 from ur4rec_recbole.errors import InputError
-from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.registry import get_model, get_trainer
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.serve import Recommender
 from ur4rec_recbole.serve.loading import Loaded

@@ -12,7 +12,7 @@ from conftest import build_data, fails_clearly
 import run_ur4rec
 from ur4rec_recbole.run.single import summary_table
 from ur4rec_recbole.training.trainer import UR4RecTrainer
-from ur4rec_recbole.lookups import get_model, get_trainer
+from ur4rec_recbole.registry import get_model, get_trainer
 
 
 def cli(overrides: dict) -> list[str]:

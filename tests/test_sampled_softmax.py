@@ -102,7 +102,7 @@ def test_a_sampled_step_builds_only_the_item_rows_it_reads(tiny):
 def test_sampled_negatives_update_only_the_item_rows_a_step_read(tiny):
     """Lazy Adam: under sampled negatives the item embedding's gradient is sparse and a step moves only the rows
     it read; every other parameter gets the configured learner."""
-    from ur4rec_recbole.lookups import get_trainer
+    from ur4rec_recbole.registry import get_trainer
     from ur4rec_recbole.training.optimizers import DenseAndSparse
 
     _, overrides = tiny
@@ -131,7 +131,7 @@ def test_sampled_negatives_update_only_the_item_rows_a_step_read(tiny):
 
 def test_full_softmax_keeps_the_dense_item_embedding_and_its_optimizer(tiny):
     from ur4rec_recbole.errors import InputError
-    from ur4rec_recbole.lookups import get_trainer
+    from ur4rec_recbole.registry import get_trainer
 
     _, overrides = tiny
     config, _, train, _, _ = build_data({**overrides, "retriever_weight": "0.5"})

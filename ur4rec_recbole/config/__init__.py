@@ -30,7 +30,7 @@ from ur4rec_recbole.config.dataset_files import complete_dataset_settings, datas
 from ur4rec_recbole.config.settings import (check_cold_items, check_encoder_settings, line_of_key, parse_encoding,
                                             parse_modalities, read_settings_file, suggest)
 from ur4rec_recbole.errors import InputError
-from ur4rec_recbole.lookups import get_model
+from ur4rec_recbole.registry import get_model
 
 PROPERTIES_DIR = Path(__file__).resolve().parent / "properties"  # shipped inside the package
 DEFAULT_DATA_ROOT = "dataset"  # as RecBole: relative to the working directory

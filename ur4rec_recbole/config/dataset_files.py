@@ -1,7 +1,7 @@
 """What a dataset's atomic files imply for its settings: zero-config defaults and the checks before data loads.
 
 The Config reads the headers of the atomic files (their first line,
-:func:`ur4rec_recbole.atomic_format.read_header`) and, for every setting the
+:func:`ur4rec_recbole.formats.atomic.read_header`) and, for every setting the
 user left unset (no ``--config_files``, ``--key=value``, folder yaml
 ``DIR/<name>/<name>.yaml`` or package yaml sets it):
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Collection
 
-from ur4rec_recbole.atomic_format import Column, read_columns, read_header
+from ur4rec_recbole.formats.atomic import Column, read_columns, read_header
 from ur4rec_recbole.errors import InputError
 
 MIN_ITEMS_PER_VALUE = 4.0  # a profile field's values are shared by this many items on average

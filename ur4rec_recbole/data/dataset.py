@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from recbole.data.interaction import Interaction
 
-from ur4rec_recbole.atomic_format import read_header
+from ur4rec_recbole.formats.atomic import read_header
 from ur4rec_recbole.config.settings import suggest
 from ur4rec_recbole.data.split import SplitDataset
 from ur4rec_recbole.errors import InputError

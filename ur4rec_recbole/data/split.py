@@ -34,7 +34,7 @@ from recbole.data.dataset import SequentialDataset
 from recbole.data.interaction import Interaction, cat_interactions
 from recbole.utils import ModelType
 
-from ur4rec_recbole.data.atomic import CheckedAtomicFiles, recbole_dataset_class, with_checked_reading
+from ur4rec_recbole.data.reading import CheckedAtomicFiles, recbole_dataset_class, with_checked_reading
 from ur4rec_recbole.errors import InputError
 
 

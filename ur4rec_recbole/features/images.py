@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ur4rec_recbole.atomic_format import read_columns, read_header
+from ur4rec_recbole.formats.atomic import read_columns, read_header
 from ur4rec_recbole.errors import InputError, require
 from ur4rec_recbole.features.download import is_url
 from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table

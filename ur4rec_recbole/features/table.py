@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from ur4rec_recbole.atomic_format import read_columns, read_header
+from ur4rec_recbole.formats.atomic import read_columns, read_header
 from ur4rec_recbole.io import data_folder_fix, write_bytes
 
 

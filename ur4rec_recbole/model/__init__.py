@@ -1,4 +1,4 @@
-"""Models of this package; ``lookups.get_model`` looks here before RecBole."""
+"""Models of this package; ``registry.get_model`` looks here before RecBole."""
 
 from ur4rec_recbole.model.baselines import TextKNN, Transitions, TransitionsTextKNN
 from ur4rec_recbole.model.ur4rec import UR4Rec

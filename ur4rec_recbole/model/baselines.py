@@ -67,7 +67,7 @@ class NonLearned(SequentialRecommender):
 
     def calculate_loss(self, interaction):
         raise RuntimeError(f"{type(self).__name__} has nothing to train: it is fitted when built and runs "
-                           "through NonLearnedTrainer (lookups.get_trainer)")
+                           "through NonLearnedTrainer (registry.get_trainer)")
 
 
 class Transitions(NonLearned):

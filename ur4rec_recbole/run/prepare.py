@@ -16,8 +16,8 @@ import torch
 from recbole.utils import init_logger, init_seed
 
 from ur4rec_recbole.config import Config
-from ur4rec_recbole.data.atomic import ensure_atomic_files
-from ur4rec_recbole.lookups import create_dataset, get_model
+from ur4rec_recbole.data.reading import ensure_atomic_files
+from ur4rec_recbole.registry import create_dataset, get_model
 from ur4rec_recbole.model.dropout import use_same_mask_dropout
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger

@@ -13,7 +13,7 @@ from recbole.utils import init_seed, set_color
 
 from ur4rec_recbole.data.fingerprint import data_fingerprint
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
-from ur4rec_recbole.lookups import get_trainer
+from ur4rec_recbole.registry import get_trainer
 from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
                                         target_groups, training_counts)
 from ur4rec_recbole.run.prepare import build_model, prepare_run

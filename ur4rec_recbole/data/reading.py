@@ -7,7 +7,7 @@ not ours to write into.
 Every dataset this package builds, UR4Rec's and RecBole's own (SASRec's
 ``SequentialDataset``, ...), reads its atomic files through
 :class:`CheckedAtomicFiles`: each file is checked first
-(:func:`ur4rec_recbole.atomic_format.check_atomic_file`: encoding, header,
+(:func:`ur4rec_recbole.formats.atomic.check_atomic_file`: encoding, header,
 rows, numbers), so a bad file is one line naming it, and a file whose text
 fields start with a double quote reaches RecBole's reader as a quoted copy
 (in a temporary folder, never next to the data). RecBole's reader itself,
@@ -25,7 +25,7 @@ from pathlib import Path
 import recbole
 from recbole.utils import FeatureSource, ModelType
 
-from ur4rec_recbole.atomic_format import check_atomic_file, quoted_copy_text
+from ur4rec_recbole.formats.atomic import check_atomic_file, quoted_copy_text
 from ur4rec_recbole.config.dataset_files import inter_files
 from ur4rec_recbole.io import atomic_path, data_folder_fix
 
