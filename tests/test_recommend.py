@@ -97,7 +97,7 @@ def test_known_users_history_is_everything_observed(trained):
 def test_scores_are_the_models_and_parts_add_up(trained):
     rec, _, _ = trained
     model = rec.model
-    answer = rec.recommend("u3", k=K, exclude_seen=False)
+    answer = rec.recommend("u3", k=K, exclude_history=False)
     history = torch.as_tensor(rec.catalogue.histories[rec.catalogue.user_ids["u3"]][-rec.max_length:])
     from recbole.data.interaction import Interaction
     row = Interaction({"user_id": torch.tensor([rec.catalogue.user_ids["u3"]]),
@@ -139,8 +139,8 @@ def test_a_new_users_history_ranks_as_the_known_user_with_that_history(trained):
 def test_a_masked_profile_changes_only_the_retriever_part(trained):
     rec, _, _ = trained
     history = ["i1", "i6", "i11", "i16"]
-    with_profile = rec.recommend(history=history, k=40, exclude_seen=False)
-    without = rec.recommend(history=history, k=40, exclude_seen=False, profile=False)
+    with_profile = rec.recommend(history=history, k=40, exclude_history=False)
+    without = rec.recommend(history=history, k=40, exclude_history=False, profile=False)
     assert without.preference is None and with_profile.preference
     seq_a = {i.item: i.sequence for i in with_profile.items}
     seq_b = {i.item: i.sequence for i in without.items}
@@ -156,7 +156,7 @@ def test_seen_items_are_left_out_unless_asked(trained):
         seen = set(tokens_of(rec, rec.catalogue.histories[rec.catalogue.user_ids[user]]))
         kept = rec.recommend(user, k=len(everything))
         assert not seen & set(ranked(kept)) and len(kept.items) == len(everything) - len(seen)
-        all_items = rec.recommend(user, k=len(everything), exclude_seen=False)
+        all_items = rec.recommend(user, k=len(everything), exclude_history=False)
         assert set(ranked(all_items)) == set(everything)
         assert ranked(kept) == [t for t in ranked(all_items) if t not in seen]  # same order otherwise
     new = rec.recommend(history=["i1", "i2"], k=len(everything))
@@ -165,12 +165,12 @@ def test_seen_items_are_left_out_unless_asked(trained):
 
 def test_candidates_are_reranked(trained):
     rec, _, _ = trained
-    full = ranked(rec.recommend("u4", k=40, exclude_seen=False))
+    full = ranked(rec.recommend("u4", k=40, exclude_history=False))
     candidates = ["i3", "i30", "i17", "i9", "i22"]
-    answer = rec.recommend("u4", candidates=candidates, k=10, exclude_seen=False)
+    answer = rec.recommend("u4", candidates=candidates, k=10, exclude_history=False)
     assert ranked(answer) == [t for t in full if t in candidates]
-    assert ranked(rec.recommend("u4", candidates=candidates, k=2, exclude_seen=False)) == ranked(answer)[:2]
-    per_user = rec.recommend_many(["u4", "u5"], candidates=[candidates, ["i1", "i2"]], k=10, exclude_seen=False)
+    assert ranked(rec.recommend("u4", candidates=candidates, k=2, exclude_history=False)) == ranked(answer)[:2]
+    per_user = rec.recommend_many(["u4", "u5"], candidates=[candidates, ["i1", "i2"]], k=10, exclude_history=False)
     assert ranked(per_user[0]) == ranked(answer) and set(ranked(per_user[1])) == {"i1", "i2"}
 
 
@@ -354,9 +354,9 @@ def test_a_slots_effect_is_the_retriever_score_lost_without_it(trained, tmp_path
         for slot in item.explanation.slots:
             if slot.kind == "history":
                 rest = history[: slot.position] + history[slot.position + 1:]
-                without = rec.recommend(history=rest, candidates=[item.item], exclude_seen=False, profile=text)
+                without = rec.recommend(history=rest, candidates=[item.item], exclude_history=False, profile=text)
             else:
-                without = rec.recommend(history=history, candidates=[item.item], exclude_seen=False, profile=False)
+                without = rec.recommend(history=history, candidates=[item.item], exclude_history=False, profile=False)
             assert slot.effect == pytest.approx((item.retriever - without.items[0].retriever) / weight, abs=1e-4)
             checked += 1
     assert checked == 3 * (len(history) + 1)

@@ -7,7 +7,7 @@
 Without ``--output`` a table is printed; ``--output`` writes JSONL (one user per
 line) or CSV (one item per row), chosen by the file's suffix. Known users'
 histories are everything observed for them (training, validation and test
-items); their seen items are left out unless ``--keep-seen``. A ``--history``
+items); their seen items are left out unless ``--keep-history``. A ``--history``
 is a user the model never saw: comma-separated item tokens, oldest first.
 """
 
@@ -37,7 +37,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
     parser.add_argument("--candidates", default=None, metavar="T1,T2,...",
                         help="rank only these items (reranking) instead of the whole catalogue")
-    parser.add_argument("--keep-seen", action="store_true", help="do not leave out the items in a user's history")
+    parser.add_argument("--keep-history", action="store_true", help="do not leave out the items in a user's history")
     parser.add_argument("--no-profile", action="store_true",
                         help="--history users: mask the preference slot instead of writing a profile")
     parser.add_argument("--explain", action="store_true",
@@ -80,7 +80,7 @@ def _recommend(args: argparse.Namespace) -> int:
     histories = [tokens(h) for h in args.history] if args.history else None
     users = rec.users() if args.all else args.user
     answers = rec.iter_recommendations(
-        users, histories=histories, k=args.k, exclude_seen=not args.keep_seen,
+        users, histories=histories, k=args.k, exclude_history=not args.keep_history,
         candidates=tokens(args.candidates) if args.candidates is not None else None, explain=args.explain,
         profile=not args.no_profile, top_slots=args.slots, batch_size=args.batch_size, progress=args.all)
     if args.output is not None:

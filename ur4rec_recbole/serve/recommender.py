@@ -79,7 +79,7 @@ class Recommender:
 
     # -- the API --------------------------------------------------------------
     def recommend(self, user: str | None = None, *, history: Sequence[str] | None = None, k: int = 10,
-                  exclude_seen: bool = True, candidates: Sequence[str] | None = None, explain: bool = False,
+                  exclude_history: bool = True, candidates: Sequence[str] | None = None, explain: bool = False,
                   profile: bool | str = True, top_slots: int | None = 3) -> Recommendation:
         """The top ``k`` items for one known ``user`` or one ``history`` (item tokens, oldest first).
 
@@ -90,7 +90,9 @@ class Recommender:
         is written from it by the template backend and encoded with the
         model's sentence encoder (``profile=False`` masks the slot instead; a
         string is used as the text). Items in the history are left out unless
-        ``exclude_seen=False``. ``candidates`` ranks that list instead of the
+        ``exclude_history=False`` (here the history is everything observed for
+        the user; the model setting ``exclude_history`` masks only the input
+        sequence of a ranking). ``candidates`` ranks that list instead of the
         catalogue (at most ``k`` of it). ``explain=True`` adds, per item, the
         proxy that matched it and the ``top_slots`` memory slots it attended
         to most (None: all). Unknown tokens raise one :class:`InputError`
@@ -99,11 +101,11 @@ class Recommender:
         if (user is None) == (history is None):
             raise InputError("give a known user's token or a history, not both and not neither")
         users, histories = ([user], None) if history is None else (None, [history])
-        return self.recommend_many(users, histories=histories, k=k, exclude_seen=exclude_seen, candidates=candidates,
+        return self.recommend_many(users, histories=histories, k=k, exclude_history=exclude_history, candidates=candidates,
                                    explain=explain, profile=profile, top_slots=top_slots)[0]
 
     def recommend_many(self, users: Sequence[str] | None = None, *, histories: Sequence[Sequence[str]] | None = None,
-                       k: int = 10, exclude_seen: bool = True,
+                       k: int = 10, exclude_history: bool = True,
                        candidates: Sequence[str] | Sequence[Sequence[str]] | None = None, explain: bool = False,
                        profile: bool | str = True, top_slots: int | None = 3, batch_size: int = 256,
                        progress: bool = False) -> list[Recommendation]:
@@ -111,13 +113,13 @@ class Recommender:
 
         ``candidates`` is one list for all, or one list per request.
         """
-        return list(self.iter_recommendations(users, histories=histories, k=k, exclude_seen=exclude_seen,
+        return list(self.iter_recommendations(users, histories=histories, k=k, exclude_history=exclude_history,
                                               candidates=candidates, explain=explain, profile=profile,
                                               top_slots=top_slots, batch_size=batch_size, progress=progress))
 
     def iter_recommendations(self, users: Sequence[str] | None = None, *,
                              histories: Sequence[Sequence[str]] | None = None, k: int = 10,
-                             exclude_seen: bool = True,
+                             exclude_history: bool = True,
                              candidates: Sequence[str] | Sequence[Sequence[str]] | None = None,
                              explain: bool = False, profile: bool | str = True, top_slots: int | None = 3,
                              batch_size: int = 256, progress: bool = False) -> Iterator[Recommendation]:
@@ -134,7 +136,7 @@ class Recommender:
         bar = tqdm(total=len(requests), desc="recommend", unit="user", disable=not progress)
         for start in range(0, len(requests), batch_size):
             chunk = requests[start: start + batch_size]
-            yield from self._answer(chunk, k, exclude_seen, explain, top_slots)
+            yield from self._answer(chunk, k, exclude_history, explain, top_slots)
             bar.update(len(chunk))
         bar.close()
 
@@ -213,7 +215,7 @@ class Recommender:
                      user_text, user_valid), texts
 
     # -- scores -> answers ----------------------------------------------------
-    def _answer(self, requests: list[Request], k: int, exclude_seen: bool, explain: bool,
+    def _answer(self, requests: list[Request], k: int, exclude_history: bool, explain: bool,
                 top_slots: int | None) -> list[Recommendation]:
         batch, texts = self._batch(requests)
         scores = self.scorer.scores(batch)
@@ -224,7 +226,7 @@ class Recommender:
                 allowed = torch.zeros(ranked.shape[1], dtype=torch.bool, device=ranked.device)
                 allowed[torch.from_numpy(r.candidates).to(ranked.device)] = True
                 ranked[i, ~allowed] = -torch.inf
-            if exclude_seen:
+            if exclude_history:
                 ranked[i, torch.from_numpy(r.history).to(ranked.device)] = -torch.inf
         top_scores, top = torch.topk(ranked, min(k, ranked.shape[1]), dim=1)  # [B, k]
         explained = self._explain(batch, top, top_slots) if explain and self.scorer.explains else None

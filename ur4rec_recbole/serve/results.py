@@ -67,7 +67,7 @@ class Recommendation:
     """One user's ranked items."""
 
     user: str | None  # token of a known user; None for a history given in the request
-    history_length: int  # items observed (all of them are excluded unless exclude_seen=False)
+    history_length: int  # items observed (all of them are excluded unless exclude_history=False)
     preference: str | None  # the preference text the retriever read (None: none, or masked)
     items: list[RecommendedItem] = field(default_factory=list)
 
