@@ -4,7 +4,7 @@
         --out benchmarks/results/llm-ml-100k.json
 
 1. texts/second against the loopback OpenAI-compatible server
-   (``ur4rec_recbole.testing.loopback``, its own process, ``--delay`` seconds per answer)
+   (``tests/helpers/loopback.py``, its own process, ``--delay`` seconds per answer)
    at concurrency 1 and 16, each stopped by a request budget;
 2. a full run over the dataset at concurrency 16: calls and prompt tokens, counted
    by the server with the SmolLM2 tokenizer (a real BPE tokenizer; the loopback's
@@ -44,7 +44,7 @@ def free_port() -> int:
 
 
 def start_server(port: int, delay: float) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "ur4rec_recbole.testing.loopback", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "helpers" / "loopback.py"), "--port", str(port),
                              "--delay", str(delay), "--tokenizer", "smollm2"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()  # "serving on ..." once the tokenizer is loaded

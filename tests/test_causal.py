@@ -47,7 +47,7 @@ def build(tmp_path, tag: str, source: str, edit=None, scoring: str = "proxies"):
         from test_generate import options
 
         from ur4rec_recbole.generate.runner import generate_texts
-        from ur4rec_recbole.testing.loopback import LoopbackLLM
+        from loopback import LoopbackLLM
 
         with LoopbackLLM() as server:
             generate_texts("tiny", options(server, concurrency=16), overrides)

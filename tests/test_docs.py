@@ -160,9 +160,9 @@ def test_documented_command_help_runs(argv):
 
 
 def documented_scripts() -> set[str]:
-    """The repository's scripts shown as ``python benchmarks/X.py ...``."""
+    """The repository's scripts shown as ``python benchmarks/X.py ...`` (or ``python tests/helpers/X.py``)."""
     return {match for path in DOCS for line in code_lines(path)
-            for match in re.findall(r"python (benchmarks/\w+\.py)", line)}
+            for match in re.findall(r"python ((?:benchmarks|tests/helpers)/\w+\.py)", line)}
 
 
 def test_documented_scripts_exist():

@@ -17,7 +17,7 @@ from conftest import PROJECT_ROOT, build_data, replace_rows, tiny_overrides, wri
 
 from ur4rec_recbole.cli.generate import EXIT_FATAL, EXIT_STOPPED, main
 from ur4rec_recbole.generate.runner import generate_texts
-from ur4rec_recbole.testing.loopback import LoopbackLLM
+from loopback import LoopbackLLM
 from ur4rec_recbole.generate.llm import GenerationOptions, check_answer
 from ur4rec_recbole.generate.prompts import PromptTemplate
 from ur4rec_recbole.texts.records import read_records

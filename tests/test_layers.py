@@ -1,8 +1,8 @@
 """Imports run one way: commands -> run modes -> model/data/training -> features/texts -> io/config.
 
 Every ``import`` of a package module (top level or inside a function) is read
-from the source; a module may import its own layer or a lower one, and nothing
-outside ``testing`` may import the test helpers.
+from the source; a module may import its own layer or a lower one, and no
+package module imports from ``tests/`` (the loopback server, fixtures, conftest).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ LAYERS = {  # first path component under the package -> layer (higher may import
     "model": 2, "data": 2, "training": 2,
     "run": 3, "serve": 3, "generate": 3,
     "cli": 4, "__main__": 4,
-    "testing": 5,  # test helpers: may import anything, imported by nothing in the product
 }
+TESTS = PACKAGE.parent / "tests"
+TEST_MODULES = {p.stem for p in TESTS.rglob("*.py")}  # what sits under tests/: helpers, conftest, test files
 
 
 def layer_of(module: str) -> int:
@@ -56,6 +57,22 @@ def test_no_module_imports_a_higher_layer():
             if layer_of(target) > layer_of(here):
                 upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
     assert not upward, "imports that run upward:\n" + "\n".join(upward)
+
+
+def test_no_package_module_imports_from_tests():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            found += [f"{path.relative_to(PACKAGE.parent)}:{node.lineno} imports {n}"
+                      for n in names if n.split(".")[0] in TEST_MODULES | {"tests"}]
+    assert "loopback" in TEST_MODULES and "conftest" in TEST_MODULES
+    assert not found, "package modules that import from tests/:\n" + "\n".join(found)
 
 
 def test_the_check_sees_function_level_imports(tmp_path):

@@ -13,7 +13,7 @@ from conftest import build_data, fails_clearly, tiny_overrides, without_backbone
 import run_ur4rec
 from ur4rec_recbole.config import Config
 from ur4rec_recbole.run.prepare import prepare_run
-from ur4rec_recbole.testing.loopback import LoopbackLLM
+from loopback import LoopbackLLM
 from ur4rec_recbole.texts.records import read_records
 
 DATASET_KEYS = ("load_col", "item_text_fields", "user_profile_fields")  # what tiny_overrides sets for the data

@@ -7,7 +7,7 @@ client's timeout, return malformed JSON, or return empty / refusal / overlong
 answers, and it records every request (time, messages, whether an API key was
 sent) and the largest number of requests it served at once::
 
-    python -m ur4rec_recbole.testing.loopback --port 8011 --delay 0.25
+    python tests/helpers/loopback.py --port 8011 --delay 0.25
 
 then ``--base-url http://127.0.0.1:8011/v1`` for ``python -m ur4rec_recbole.cli.generate``.
 """

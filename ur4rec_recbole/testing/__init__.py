@@ -1,1 +1,0 @@
-"""Test helpers that ship with the package but never run in a product path (e.g. the loopback LLM server)."""
