@@ -15,7 +15,7 @@ import pytest
 
 from ur4rec_recbole.run.compare import report
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 KEPT = sorted(RESULTS.glob("*/" + report.PER_USER_FILE))
 MAX_TRACKED_BYTES = 5 * 1024 * 1024

@@ -21,7 +21,7 @@ from ur4rec_recbole.config import PROPERTIES_DIR
 from ur4rec_recbole.config import reference
 from ur4rec_recbole.convert import FORMATS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^\s*```")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ur4rec_recbole"
+PACKAGE = Path(__file__).resolve().parents[2] / "ur4rec_recbole"
 LAYERS = {  # first path component under the package -> layer (higher may import lower)
     "io": 0, "errors": 0, "registry": 0, "config": 0, "formats": 0,
     "features": 1, "texts": 1, "convert": 1,

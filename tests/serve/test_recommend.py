@@ -203,7 +203,7 @@ def test_a_checkpoint_whose_dataset_changed_is_refused(trained, tmp_path):
     moved = tmp_path / "moved"
     shutil.copytree(root, moved)
     assert Recommender.load(checkpoint, data_path=moved).recommend("u1", k=3).items  # a faithful copy loads
-    # (changed vector tables go through the same check_same_data: tests/test_bad_inputs.py, resume)
+    # (changed vector tables go through the same check_same_data: tests/cli/test_bad_inputs.py, resume)
     state = torch.load(checkpoint, weights_only=True)
     del state["data"]  # a checkpoint from before fingerprints cannot be checked, so it is refused
     old = tmp_path / "old.pth"
