@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.io import NOT_WRITABLE
 
 
 def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
@@ -65,8 +66,14 @@ def lock_path(path: str | os.PathLike) -> Path:
 def output_lock(path: str | os.PathLike, flag: str) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` while the block runs; refuse if another process holds it."""
     lock = lock_path(path)
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock, "a+", encoding="utf-8")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+", encoding="utf-8")
+    except OSError as err:
+        if err.errno not in NOT_WRITABLE:
+            raise
+        raise PermissionError(f"{flag} {path}: cannot write in {lock.parent} ({err.strerror}); choose a writable "
+                              "place") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
