@@ -66,7 +66,8 @@ def command(debug: bool = False, interrupted: str = "interrupted") -> Iterator[N
         print(interrupted, file=sys.stderr)
         raise SystemExit(130) from None
     except (*user_errors(), OSError) as err:
-        if debug or (type(err) is OSError and err.errno not in NOT_WRITABLE):  # a read-only file system is bad input
+        bad_input = isinstance(err, user_errors()) or err.errno in NOT_WRITABLE  # e.g. a read-only file system
+        if debug or not bad_input:
             raise
         logging.getLogger().debug(traceback.format_exc())  # the log file keeps the traceback
         print(f"error: {one_line(err)}", file=sys.stderr)
