@@ -69,6 +69,10 @@ class SplitDataset(CheckedAtomicFiles, SequentialDataset):
 
     def data_augmentation(self) -> None:
         super().data_augmentation()
+        if not len(self.inter_feat):  # RecBole's augmentation gives a row per interaction after a user's first
+            raise InputError(f"{self.dataset_path}/{self.dataset_name}.inter: no user has two or more interactions "
+                             "(after RecBole's filtering), so there is no sequence to train on or to evaluate; "
+                             "leave-one-out needs at least 3 interactions per user")
         # every field's sequences, while inter_feat still holds all prefix rows by user and time
         self.sequences = {field: self._sequences_from_prefix_rows(field)
                           for field in self.inter_feat if hasattr(self, f"{field}_list_field")}
