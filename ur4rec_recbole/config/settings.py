@@ -154,7 +154,7 @@ def read_settings_file(path: str | os.PathLike, loader=SettingsLoader) -> dict:
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         if isinstance(err, yaml.constructor.ConstructorError) and "python/" in problem:
-            tag = problem.rsplit(" ", 1)[-1]
+            tag = problem.rsplit(" ", 1)[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
             raise InputError(f"{where}: the tag {tag} would build a Python object, and settings files are never "
                              "run: give a literal value (a number, a string, a list, a dict)") from None
         raise InputError(f"{where}: {problem} (YAML); write one `key: value` per line, lists as [a, b]") from None

@@ -33,6 +33,7 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from ur4rec_recbole.config.settings import parse_setting
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
@@ -137,7 +138,25 @@ def read_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict:
         raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint" +
                          (f" (format {found}: written by an older version; train a new model)" if found else ""))
     check_integrity(path, state)
+    check_stored_settings(path, state)
     return state
+
+
+def check_stored_settings(path: Path, state: Mapping) -> None:
+    """Every stored setting is a plain value, and no string of them is Python code (a crafted file).
+
+    They are read as literals anyway (the Config never evaluates a value);
+    refusing code here names the checkpoint and the key.
+    """
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise InputError(f"{path} stores no configuration; pass a checkpoint that a run of this package saved")
+    for key, value in config.items():
+        if isinstance(value, str):
+            try:
+                parse_setting(str(key), value, where="stored setting")
+            except InputError as err:
+                raise InputError(f"{path}: {err}; do not use this checkpoint") from None
 
 
 def check_checkpoint(state: Mapping, config, path: str | os.PathLike, action: str,

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from ur4rec_recbole.config.settings import parse_setting
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import plain_config
@@ -51,9 +50,6 @@ class Loaded:
 def settings_from(saved: dict) -> dict:
     """The stored configuration minus what RecBole derives, ready for ``prepare_run``."""
     settings = {k: v for k, v in saved.items() if k not in DERIVED}
-    for key, value in settings.items():  # the Config reads them as literals too: refuse code here, naming the file
-        if isinstance(value, str):
-            parse_setting(key, value, where="stored setting")
     negatives = saved.get("train_neg_sample_args")
     if isinstance(negatives, dict) and negatives.get("distribution") == "none":
         settings["train_neg_sample_args"] = None  # RecBole's spelling of "no sampling" after it expands None
@@ -98,11 +94,7 @@ def load_model(checkpoint: str | os.PathLike, data_path: str | os.PathLike | Non
     checkpoint = checkpoint_path(checkpoint)
     state = read_checkpoint(checkpoint, device)  # one InputError for a missing, foreign or old file
     saved, fingerprint = state["config"], state.get("data")
-    try:
-        stored = settings_from(saved)
-    except InputError as err:
-        raise InputError(f"{checkpoint}: {err}") from None
-    settings = {**stored, "use_gpu": device != "cpu", "state": "WARNING", "show_progress": False}
+    settings = {**settings_from(saved), "use_gpu": device != "cpu", "state": "WARNING", "show_progress": False}
     older = {k: v for k, v in ADDED_LATER.get(saved["model"], {}).items() if k not in saved}
     if older:
         getLogger().warning(f"{checkpoint}: written before these settings existed; read as it was trained: {older}")
