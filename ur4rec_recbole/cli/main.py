@@ -8,8 +8,10 @@
     python run_ur4rec.py --dataset ml-100k --compare SASRec,UR4Rec,UR4Rec[retriever_weight=0] --seeds 3
     python run_ur4rec.py --dataset ml-100k --hyper ur4rec.hyper --tool ray --max-evals 20
 
-Any RecBole setting can be given as ``--key=value`` (values are parsed as
-RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
+Any RecBole setting can be given as ``--key=value`` (values are read as Python
+literals, never run as code, e.g. ``--item_text_fields="['title','category']"``).
+``--results`` names a new file (``--overwrite`` replaces one); it and every
+other output are checked before any data is read (docs/security.md).
 """
 
 from __future__ import annotations
