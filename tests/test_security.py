@@ -165,6 +165,25 @@ def test_yaml_is_read_safely_with_recboles_floats(tmp_path):
     assert config["learning_rate"] == 0.001 and config.yaml_loader is SettingsLoader
 
 
+def test_the_main_jobs_settings_read_as_recbole_read_them(tmp_path):
+    """The safe loader and literal parsing change no resolved setting of the main job (ml-100k, UR4Rec)."""
+    from recbole.config import Config as RecBoleConfig
+
+    from ur4rec_recbole.config import Config
+
+    class AsRecBoleReads(Config):  # RecBole's FullLoader and eval(), as before
+        def _build_yaml_loader(self):
+            return RecBoleConfig._build_yaml_loader(self)
+
+        def _convert_config_dict(self, config_dict):
+            return RecBoleConfig._convert_config_dict(self, config_dict)
+
+    overrides = {"data_path": str(tmp_path), "learning_rate": "1e-3", "topk": "[10, 20]", "show_progress": "false"}
+    ours = Config("UR4Rec", "ml-100k", cmd_overrides=overrides).final_config_dict
+    before = AsRecBoleReads("UR4Rec", "ml-100k", cmd_overrides=overrides).final_config_dict
+    assert ours == before
+
+
 # -- checkpoints ---------------------------------------------------------------------------------------
 
 
