@@ -69,6 +69,11 @@ def second_item_row(folder, overrides, tmp):
     return []
 
 
+def hyper_into_data(folder, overrides, tmp):
+    (tmp / "p.hyper").write_text("learning_rate choice [0.01,0.001]\n")
+    return ["--hyper", str(tmp / "p.hyper"), "--output", str(folder / "hyp")]
+
+
 CASES = [
     # settings are literals, never code
     Case("code in a --key=value", args(checkpoint_dir=code()),
@@ -108,6 +113,7 @@ CASES = [
          r"setting checkpoint_dir .*saved is inside the dataset folder"),
     Case("--output of --compare is a file", existing("file", "--output", "--compare", "UR4Rec"),
          r"--output .*out is an existing file, not a folder"),
+    Case("--output of --hyper inside the dataset folder", hyper_into_data, r"--output .*hyp is inside the dataset folder"),
     Case("--output of --compare inside the dataset folder", lambda f, o, t: ["--compare", "UR4Rec", "--output", str(f / "cmp")],
          r"--output .*cmp is inside the dataset folder"),
 ]
