@@ -8,6 +8,7 @@ RecBole or any other module of the package.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -31,19 +32,40 @@ def atomic_path(path: str | os.PathLike, fix: str | None = None) -> Iterator[Pat
     fix = fix or f"make {path.parent} writable"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except PermissionError as err:
-        raise PermissionError(f"cannot create the folder {path.parent} for {path.name}: permission denied; "
+    except OSError as err:
+        if err.errno not in NOT_WRITABLE:
+            raise
+        raise PermissionError(f"cannot create the folder {path.parent} for {path.name}: {_why(err)}; "
                               f"{fix}") from err
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)
-    except PermissionError as err:
-        tmp.unlink(missing_ok=True)
-        raise PermissionError(f"cannot write {path}: permission denied; {fix}") from err
+    except OSError as err:
+        _unlink_quietly(tmp)
+        if err.errno not in NOT_WRITABLE:
+            raise
+        raise PermissionError(f"cannot write {path}: {_why(err)}; {fix}") from err
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _unlink_quietly(tmp)
         raise
+
+
+# a folder that cannot be written: no permission, a read-only file system (EROFS is an OSError, not a
+# PermissionError), a full disk or quota
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+
+
+def _why(err: OSError) -> str:
+    return {errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+            errno.EDQUOT: "disk quota exceeded"}.get(err.errno, "permission denied")
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # on a read-only file system there is nothing to remove
+        pass
 
 
 def data_folder_fix(folder: str | os.PathLike) -> str:

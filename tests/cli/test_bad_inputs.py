@@ -315,7 +315,7 @@ def test_resume_with_changed_vectors_is_refused(trained, tmp_path, capsys):
     source = results["checkpoint"]
     digest = sha(source)
     checkpoints = snapshot(tmp / "saved")
-    changed = {**overrides, "item_text_fields": "['title', 'category']"}  # other texts, so other vectors
+    changed = {**overrides, "epochs": 2, "item_text_fields": "['title', 'category']"}  # other texts, so other vectors
     fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--resume", source, *cli(changed)]),
                   r"cannot resume .*: it was trained on other data: vectors changed \(tiny\.item_know\.template\.npz\)")
     assert sha(source) == digest and snapshot(tmp / "saved") == checkpoints
@@ -325,7 +325,7 @@ def test_resume_with_changed_vectors_is_refused(trained, tmp_path, capsys):
 def test_resume_with_other_shapes_names_the_dataset(trained, capsys):
     _, overrides, results = trained
     fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--resume", results["checkpoint"],
-                                                   *cli({**overrides, "hidden_size": 32})]),
+                                                   *cli({**overrides, "epochs": 2, "hidden_size": 32})]),
                   r"does not fit UR4Rec on dataset tiny with these settings \(size mismatch for .*\); use the "
                   r"settings it was trained with")
 

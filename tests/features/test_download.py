@@ -77,6 +77,16 @@ class ImageServer:
                 elif path == "/huge-stream":  # no Content-Length: the cap must hold while reading
                     self.send(200, b"\xff" * (3 * CAP), length=False)
                     self.close_connection = True
+                elif path == "/drip":  # a byte at a time: never idle for a socket timeout, never done
+                    try:
+                        self.send_response(200)
+                        self.send_header("Content-Length", "100000")
+                        self.end_headers()
+                        while not server.stop.wait(0.05):
+                            self.wfile.write(b"\xff")
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
                 elif path == "/redirect":
                     self.send(302, b"", {"Location": "/good/target.jpg"})
                 elif path == "/to-ftp":  # urllib follows ftp redirects; the downloader must not
@@ -190,3 +200,75 @@ def test_converted_amazon_images_download_encode_and_train(server, tmp_path, mon
     assert "not downloaded" in result["missing"]["B003"]
     results = run_ur4rec.main(["--dataset", "shop", "--config_files", yaml_file, "--modalities", "text,image", *cli])
     assert results["config"]["modalities"] == ["text", "image"] and results["test_result"]
+
+
+def test_a_server_that_sends_a_byte_at_a_time_is_cut_off_at_the_deadline(server, tmp_path):
+    options = DownloadOptions(workers=1, rate=0, timeout=0.3, retries=0, max_bytes=10**6)  # deadline 1.5 s
+    started = time.monotonic()
+    report = download_images({"drip": server.url + "/drip"}, tmp_path / "images", options, progress=False)
+    assert time.monotonic() - started < 4  # was unbounded: each byte came within the read timeout
+    assert report.failed["drip"].startswith("slower than 1.5 s for the whole image")
+    assert not list((tmp_path / "images").iterdir())
+
+
+def closed_port_url() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens: every connection is refused
+
+
+def test_a_dead_host_is_given_up_after_a_few_failures(tmp_path):
+    dead = closed_port_url()
+    urls = {f"i{k}": f"{dead}/{k}.jpg" for k in range(40)}
+    options = DownloadOptions(workers=2, rate=0, timeout=1, retries=4, backoff=0.05, host_failures=3)
+    report_file = tmp_path / "report.json"
+    started = time.monotonic()
+    report = download_images(urls, tmp_path / "images", options, report_file, progress=False)
+    assert time.monotonic() - started < 10
+    assert set(report.failed) == set(urls) and report.requests <= 3 + options.workers  # was 200 requests
+    skipped = [r for r in report.failed.values() if r.startswith("skipped: host 127.0.0.1 was given up after 3")]
+    assert len(skipped) >= 35
+    saved = json.loads(report_file.read_text())
+    assert saved["skipped"] == len(skipped) and "127.0.0.1" in saved["hosts_given_up"]
+
+
+def test_a_host_that_answers_is_not_given_up(server, tmp_path):
+    urls = {f"m{k}": server.url + "/missing" for k in range(6)}  # 404s: the host is up
+    options = DownloadOptions(workers=1, rate=0, timeout=1, retries=0, host_failures=2)
+    report = download_images(urls, tmp_path / "images", options, progress=False)
+    assert set(report.failed.values()) == {"HTTP 404 Not Found"} and not report.hosts_given_up
+
+
+SIGTERM_SCRIPT = """
+import sys
+from ur4rec_recbole.features.download import DownloadOptions, download_images
+urls = {f"d{k}": sys.argv[1] + "/drip" for k in range(4)}
+print("started", flush=True)
+download_images(urls, sys.argv[2], DownloadOptions(workers=2, rate=0, timeout=5, retries=0, max_bytes=10**6),
+                sys.argv[3], progress=False)
+"""
+
+
+def test_sigterm_writes_the_failure_report(server, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    report_file = tmp_path / "report.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", SIGTERM_SCRIPT, server.url, str(tmp_path / "images"),
+                              str(report_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert child.stdout.readline().strip() == b"started"
+    waited = time.monotonic()
+    while not server.hits["/drip"] and time.monotonic() - waited < 120:  # the downloads are under way
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    child.communicate(timeout=60)
+    assert time.monotonic() - started < 5  # requests under way are ended, not waited for (deadline 25 s)
+    saved = json.loads(report_file.read_text())
+    assert saved["interrupted"] is True and saved["downloaded"] == 0

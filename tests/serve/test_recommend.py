@@ -22,6 +22,7 @@ from ur4rec_recbole.registry import get_model, get_trainer
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.serve import Recommender
 from ur4rec_recbole.serve.loading import Loaded
+from ur4rec_recbole.training.trainer import seal
 
 K = 5
 
@@ -207,7 +208,7 @@ def test_a_checkpoint_whose_dataset_changed_is_refused(trained, tmp_path):
     state = torch.load(checkpoint, weights_only=True)
     del state["data"]  # a checkpoint from before fingerprints cannot be checked, so it is refused
     old = tmp_path / "old.pth"
-    torch.save(state, old)
+    torch.save(seal(state), old)  # re-sealed: an honest old file, not a changed one
     with pytest.raises(InputError, match="no data fingerprint"):
         Recommender.load(old)
     inter = moved / "tiny" / "tiny.inter"
@@ -385,7 +386,7 @@ def test_a_checkpoint_from_before_retriever_scoring_loads_as_it_was_trained(trai
     state = torch.load(checkpoint, weights_only=False)
     del state["config"]["retriever_scoring"]
     older = tmp_path / "older.pth"
-    torch.save(state, older)
+    torch.save(seal(state), older)
     loaded = Recommender.load(older)
     assert loaded.model.retriever.scoring == "proxies"
     assert ranked(loaded.recommend("u3", k=K)) == ranked(rec.recommend("u3", k=K))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ur4rec_recbole.errors import EXIT_USAGE, InputError, one_line
+from ur4rec_recbole.io import NOT_WRITABLE
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -64,8 +65,9 @@ def command(debug: bool = False, interrupted: str = "interrupted") -> Iterator[N
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         raise SystemExit(130) from None
-    except user_errors() as err:
-        if debug:
+    except (*user_errors(), OSError) as err:
+        bad_input = isinstance(err, user_errors()) or err.errno in NOT_WRITABLE  # e.g. a read-only file system
+        if debug or not bad_input:
             raise
         logging.getLogger().debug(traceback.format_exc())  # the log file keeps the traceback
         print(f"error: {one_line(err)}", file=sys.stderr)

@@ -8,19 +8,23 @@
     python run_ur4rec.py --dataset ml-100k --compare SASRec,UR4Rec,UR4Rec[retriever_weight=0] --seeds 3
     python run_ur4rec.py --dataset ml-100k --hyper ur4rec.hyper --tool ray --max-evals 20
 
-Any RecBole setting can be given as ``--key=value`` (values are parsed as
-RecBole parses them, e.g. ``--item_text_fields="['title','category']"``).
+Any RecBole setting can be given as ``--key=value`` (values are read as Python
+literals, never run as code, e.g. ``--item_text_fields="['title','category']"``).
+``--results`` names a new file (``--overwrite`` replaces one); it and every
+other output are checked before any data is read (docs/security.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import ExitStack
 from time import time
 
 from ur4rec_recbole.cli.common import add_dataset_arguments, command, quiet_library_warnings, split_overrides
 from ur4rec_recbole.cli.generate import add_generation_arguments, options_from_args, run_generation
 from ur4rec_recbole.cli.modes import add_arguments, dispatch
+from ur4rec_recbole.outputs import claim_output
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
@@ -29,7 +33,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
                                      allow_abbrev=False)  # --seed=N is a RecBole setting, not --seeds
     add_dataset_arguments(parser)
     parser.add_argument("--model", "-m", default="UR4Rec", help="UR4Rec or any RecBole model name, e.g. SASRec")
-    parser.add_argument("--results", default=None, help="write the results as JSON to this path")
+    parser.add_argument("--results", default=None, help="write the results as JSON to this path (a new file)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --results file")
     parser.add_argument("--resume", default=None, help="continue training from this checkpoint")
     parser.add_argument("--generate", default=None, metavar="BACKEND",
                         help="first write LLM texts with this backend (openai or transformers), then train on them")
@@ -49,7 +54,11 @@ def main(argv: list[str] | None = None, started: float | None = None) -> dict:
     started = time() if started is None else started
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     quiet_library_warnings()
-    with command(args.debug):
+    with command(args.debug), ExitStack() as claimed:
+        # before anything is read or written: the outputs are the right kind of path, and ours alone
+        claimed.enter_context(claim_output(args.results, "--results", overwrite=args.overwrite))
+        if args.compare is not None or args.hyper is not None:
+            claimed.enter_context(claim_output(args.output, "--output", folder=True))
         return _main(args, overrides, started)
 
 

@@ -18,6 +18,7 @@ import sys
 
 from ur4rec_recbole.cli.common import command, quiet_library_warnings
 from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.outputs import check_outside_dataset, claim_output
 
 
 def tokens(text: str) -> list[str]:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _recommend(args: argparse.Namespace) -> int:
-    from ur4rec_recbole.serve import Recommender, format_table, write_recommendations
+    from ur4rec_recbole.serve import Recommender
     from ur4rec_recbole.serve.results import output_format
 
     if args.output is not None:
@@ -72,8 +73,15 @@ def _recommend(args: argparse.Namespace) -> int:
         raise InputError("--candidates is empty: give item tokens separated by commas")
     if args.slots < 1:
         raise InputError(f"--slots {args.slots}: expected a positive number of slots")
-    rec = Recommender.load(args.checkpoint, data_path=args.data_path, device=args.device,
-                           title_field=args.title_field)
+    with claim_output(args.output, "--output", overwrite=True):  # a file (not a folder) no other command writes
+        return _answer(args, Recommender.load(args.checkpoint, data_path=args.data_path, device=args.device,
+                                              title_field=args.title_field))
+
+
+def _answer(args: argparse.Namespace, rec) -> int:
+    from ur4rec_recbole.serve import format_table, write_recommendations
+
+    check_outside_dataset(args.output, rec.config["data_path"], "--output")
     if args.explain and not rec.scorer.explains:
         print(f"note: {rec.config['model']} has no retriever in its ranking: scores without explanations",
               file=sys.stderr)

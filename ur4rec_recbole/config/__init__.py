@@ -27,8 +27,9 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 
 from ur4rec_recbole.config.dataset_files import complete_dataset_settings, dataset_yaml_path
-from ur4rec_recbole.config.settings import (check_cold_items, check_encoder_settings, line_of_key, parse_encoding,
-                                            parse_modalities, read_settings_file, suggest)
+from ur4rec_recbole.config.settings import (SettingsLoader, check_cold_items, check_encoder_settings,
+                                            check_recbole_numbers, line_of_key, parse_encoding, parse_modalities,
+                                            parse_setting, read_settings_file, suggest)
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.registry import get_model
 
@@ -100,6 +101,7 @@ class Config(RecBoleConfig):
         # a dataset's yaml serves every model: a setting of another of this package's models is not a typo
         self.reject_unknown(set(self.dataset_yaml_dict),
                             known=self.known_settings().union(*model_settings().values()))
+        check_recbole_numbers(self)
         self.final_config_dict["encoding"] = parse_encoding(self.final_config_dict.get("encoding"))
         configured = self.dataset_settings | set(self.external_config_dict)
         self.dataset_notes = complete_dataset_settings(self, configured)
@@ -168,6 +170,18 @@ class Config(RecBoleConfig):
     def _load_cmd_line(self) -> dict:
         # RecBole parses sys.argv here; we take explicit overrides instead.
         return self._convert_config_dict(dict(self._cmd_overrides))
+
+    def _build_yaml_loader(self):
+        # RecBole's is yaml.FullLoader (python tags build objects); ours is safe, with RecBole's float rule
+        return SettingsLoader
+
+    def _convert_config_dict(self, config_dict: dict) -> dict:
+        """String values (``--key=value``, ``config_dict``: a checkpoint's stored settings) as literals.
+
+        Replaces RecBole's, which ``eval()``s them: nothing a setting holds is ever run.
+        """
+        return {key: parse_setting(key, value) if isinstance(value, str) else value
+                for key, value in config_dict.items()}
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:

@@ -9,9 +9,11 @@ parsed values instead of parsing them again.
 
 from __future__ import annotations
 
+import ast
 import codecs
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Collection
 
@@ -66,8 +68,79 @@ def require_choice(config, key: str, choices) -> None:
     require(config, key, config[key] in choices, f"one of {sorted(choices)}" + (f"; did you mean {near!r}?" if near else ""))
 
 
-def read_settings_file(path: str | os.PathLike, loader) -> dict:
-    """One ``--config_files`` yaml file as a dict; a missing file, bad YAML or a non-mapping is one error."""
+class SettingsLoader(yaml.SafeLoader):
+    """YAML's safe loader (no ``!!python/...`` tags: no object is built, no code runs) plus RecBole's float rule.
+
+    RecBole reads yaml with ``FullLoader`` and adds a resolver so that ``1e-3``
+    is a float (plain YAML 1.1 reads it as a string); the same resolver is
+    added here, to the safe loader only, so every file reads as RecBole reads it.
+    """
+
+
+SettingsLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:
+         [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+LITERAL_TYPES = (str, int, float, list, tuple, dict, bool)  # what a setting's value may be (None too)
+CODE_NODES = (ast.Call, ast.Lambda, ast.NamedExpr, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,
+              ast.Await, ast.Yield, ast.YieldFrom)
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether ``text`` is a Python expression that would run something (a call, a lambda, a dunder name)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, CODE_NODES):
+            return True
+        name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+        if name.startswith("__"):
+            return True
+    return False
+
+
+def parse_setting(key: str, text: str, where: str = "setting") -> Any:
+    """A setting's string value as the literal it spells; never evaluated as code.
+
+    RecBole's ``Config`` ``eval()``s every string value (``--key=value``, a
+    checkpoint's stored configuration, ``--compare`` entries), so a value could
+    run code. Here numbers, strings, lists, dicts, tuples, ``True``/``False``/
+    ``None`` are read with :func:`ast.literal_eval`; ``true``/``false`` in any
+    case are booleans (as RecBole reads them); any other text stays a string,
+    except text that is Python code (a call, a lambda, a dunder name), which is
+    refused naming ``key``.
+    """
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        lowered = text.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if looks_like_code(text):
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise InputError(f"{where} {key}={shown!r} is Python code, and settings are never run: give a literal "
+                             "(a number, a string, a list [a, b], a dict {'k': v}, True, False or None)") from None
+        return text
+    if value is not None and not isinstance(value, LITERAL_TYPES):  # a set, bytes, a complex number: as RecBole
+        return text
+    return value
+
+
+def read_settings_file(path: str | os.PathLike, loader=SettingsLoader) -> dict:
+    """One ``--config_files`` yaml file as a dict; a missing file, bad YAML or a non-mapping is one error.
+
+    ``loader`` must be safe (:class:`SettingsLoader`, the Config's ``yaml_loader``).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config file {path} (--config_files) does not exist: check the path")
@@ -80,6 +153,10 @@ def read_settings_file(path: str | os.PathLike, loader) -> dict:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if isinstance(err, yaml.constructor.ConstructorError) and "python/" in problem:
+            tag = problem.rsplit(" ", 1)[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
+            raise InputError(f"{where}: the tag {tag} would build a Python object, and settings files are never "
+                             "run: give a literal value (a number, a string, a list, a dict)") from None
         raise InputError(f"{where}: {problem} (YAML); write one `key: value` per line, lists as [a, b]") from None
     if loaded is None:
         return {}
@@ -135,3 +212,40 @@ def check_encoder_settings(config) -> None:
     require_number(config, "encoder_batch_tokens", 1, integer=True)
     if config["encoder_max_length"] is not None:
         require_number(config, "encoder_max_length", 1, integer=True)
+
+
+# RecBole's numeric settings every run reads: (key, int?, lowest, lowest excluded). Checked when the
+# Config is built, so ``--epochs=-1`` or ``--seed=abc`` stops the run before any data is read.
+RECBOLE_NUMBERS = (
+    ("epochs", True, 1, False),
+    ("seed", True, None, False),
+    ("train_batch_size", True, 1, False),
+    ("eval_batch_size", True, 1, False),
+    ("stopping_step", True, 1, False),
+    ("learning_rate", False, 0, True),
+    ("weight_decay", False, 0, False),
+    ("MAX_ITEM_LIST_LENGTH", True, 1, False),
+)
+EXAMPLES = {"epochs": 50, "seed": 2020, "train_batch_size": 2048, "eval_batch_size": 4096, "stopping_step": 5,
+            "learning_rate": 0.001, "weight_decay": 0.0, "MAX_ITEM_LIST_LENGTH": 50}
+
+
+def check_recbole_numbers(config) -> None:
+    """RecBole's numeric settings (:data:`RECBOLE_NUMBERS`) have the right type and range.
+
+    Integers from hyperopt or numpy (``numbers.Integral``) count as ints.
+    """
+    import numbers
+
+    for key, integer, low, strict in RECBOLE_NUMBERS:
+        if key not in config.final_config_dict or config[key] is None:
+            continue
+        value = config[key]
+        ok = isinstance(value, numbers.Integral if integer else numbers.Real) and not isinstance(value, bool)
+        if not integer and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            ok = ok and value == value  # not NaN
+        if ok and low is not None:
+            ok = value > low if strict else value >= low
+        bound = "" if low is None else f" {'>' if strict else '>='} {low}"
+        require(config, key, ok, f"{'an int' if integer else 'a number'}{bound}, e.g. --{key}="
+                                 f"{EXAMPLES[key]}")

@@ -69,6 +69,10 @@ class SplitDataset(CheckedAtomicFiles, SequentialDataset):
 
     def data_augmentation(self) -> None:
         super().data_augmentation()
+        if not len(self.inter_feat):  # RecBole's augmentation gives a row per interaction after a user's first
+            raise InputError(f"{self.dataset_path}/{self.dataset_name}.inter: no user has two or more interactions "
+                             "(after RecBole's filtering), so there is no sequence to train on or to evaluate; "
+                             "leave-one-out needs at least 3 interactions per user")
         # every field's sequences, while inter_feat still holds all prefix rows by user and time
         self.sequences = {field: self._sequences_from_prefix_rows(field)
                           for field in self.inter_feat if hasattr(self, f"{field}_list_field")}
@@ -121,7 +125,36 @@ class SplitDataset(CheckedAtomicFiles, SequentialDataset):
             self._remove_cold_items(datasets, warm)
         for part in (self, *datasets):
             part.cold_items = cold
+        self._log_repeated_targets(datasets)
         return datasets, portions
+
+    def _log_repeated_targets(self, datasets: list) -> None:
+        """Warn about validation/test rows whose target is the item just before it in the user's history.
+
+        Exact duplicate rows are removed when read (``drop_duplicate_rows``);
+        what is left is a repeat that differs in some column: real repeat
+        consumption (scored as any other target), or a copy made with a new
+        timestamp, which would leak the target. The log names the users so
+        that the data can be checked.
+        """
+        counts = {}
+        for part, name in zip(datasets[1:], self._part_names(datasets)[1:]):
+            rows = part.inter_feat
+            lengths = rows[self.item_list_length_field].numpy()
+            if not len(lengths):
+                continue
+            last = rows[self.item_id_list_field].numpy()[np.arange(len(lengths)), np.maximum(lengths - 1, 0)]
+            same = (lengths > 0) & (last == rows[self.iid_field].numpy())
+            if same.any():
+                users = self.id2token(self.uid_field, np.unique(rows[self.uid_field].numpy()[same]))
+                counts[name] = (int(same.sum()), [str(u) for u in np.atleast_1d(users)[:5]])
+        if counts:
+            said = " and ".join(f"{n} {name}" for name, (n, _) in counts.items())
+            users = sorted({u for _, shown in counts.values() for u in shown})[:5]
+            getLogger().warning(f"{said} targets are the same item as the one just before them (users "
+                                f"{', '.join(users)}{', ...' if sum(n for n, _ in counts.values()) > len(users) else ''}): "
+                                "a repeat purchase is scored as any target, but a copied row with a new time "
+                                "leaks the target; check these rows (docs/security.md)")
 
     def build(self) -> list:
         datasets, portions = self.split_with_portions()

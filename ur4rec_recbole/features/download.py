@@ -10,15 +10,22 @@ image folder. Standard library only (``urllib`` in ``workers`` threads):
   ``retries`` times with exponential backoff and jitter (or after exactly the
   server's ``Retry-After``); 404 and other 4xx fail at once;
 - **limits**: bodies over ``max_bytes`` (by ``Content-Length`` or while
-  reading) and downloads slower than ``timeout`` per read or ``5 * timeout``
-  in all fail; only ``http``/``https`` URLs and redirects are followed;
+  reading) fail; each attempt is bounded by ``timeout`` per connect or read
+  and by ``5 * timeout`` of wall-clock time in all, enforced by a watchdog
+  that closes the connection (a server that sends one byte at a time cannot
+  stretch it); only ``http``/``https`` URLs and redirects are followed;
+- **dead hosts**: after ``host_failures`` failed requests in a row to one host
+  (connection errors, timeouts, 5xx), the host is given up: its remaining
+  images are reported as skipped, with the reason, so a dead host costs
+  seconds, not hours;
 - **checks**: the bytes must decode as an image (PIL); JPEG, PNG and WebP are
   kept as they are, anything else is re-encoded as PNG;
 - **resume**: items that already have ``images/<token>.<ext>`` are skipped, and
   a file appears under its final name only once complete (temp file, then
   rename), so a stopped run leaves nothing half-written;
 - **report**: ``<dataset>.image_download.json`` next to the atomic files, with
-  the counts and every failure with its reason.
+  the counts and every failure with its reason, also when the run is stopped
+  by Ctrl-C or SIGTERM (``interrupted: true``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import email.utils
 import http.client
 import os
 import random
+import signal
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -37,7 +45,7 @@ from time import monotonic
 from typing import Mapping
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
-from urllib.request import HTTPRedirectHandler, OpenerDirector, Request, build_opener
+from urllib.request import HTTPHandler, HTTPRedirectHandler, HTTPSHandler, OpenerDirector, Request, build_opener
 
 from tqdm import tqdm
 
@@ -64,6 +72,7 @@ class DownloadOptions:
     retries: int = 4  # extra attempts after 429/5xx/timeouts/dropped connections
     backoff: float = 1.0  # first retry delay in seconds, doubled each time (with jitter)
     max_wait: float = 300.0  # longest Retry-After honoured
+    host_failures: int = 5  # failed requests in a row after which a host is given up (0: never)
 
 
 @dataclass
@@ -75,6 +84,7 @@ class DownloadReport:
     present: int = 0  # already downloaded (skipped)
     downloaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # token -> reason
+    hosts_given_up: dict[str, str] = field(default_factory=dict)  # host -> why
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
@@ -84,7 +94,80 @@ class DownloadReport:
         return {"items": self.items, "with_url": self.with_url, "already_present": self.present,
                 "downloaded": len(self.downloaded), "failed_count": len(self.failed), "requests": self.requests,
                 "retries": self.retries, "seconds": round(self.seconds, 3), "interrupted": self.interrupted,
+                "skipped": sum(reason.startswith(SKIPPED) for reason in self.failed.values()),
+                "hosts_given_up": dict(sorted(self.hosts_given_up.items())),
                 "failed": dict(sorted(self.failed.items()))}
+
+
+SKIPPED = "skipped: "  # the start of the reason of an image that was never requested (its host was given up)
+
+
+class _Deadline:
+    """A wall-clock bound on one request: when it expires, the request's sockets are shut down.
+
+    Socket timeouts bound each wait, not their sum: a server that sends a
+    byte every half second keeps a read going for ever. Shutting the socket
+    down ends whatever the request is blocked in (connect, headers, body).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self._expire)
+        self.timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shut(sock)
+
+    def _expire(self) -> None:
+        with self.lock:
+            self.expired = True
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
+
+
+_current = threading.local()  # the _Deadline of the request this thread is making
+
+
+def _watch(sock) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(http.client.HTTPConnection):
+    def connect(self):
+        super().connect()
+        _watch(self.sock)
+
+
+class _WatchedHTTPSConnection(http.client.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        _watch(self.sock)
+
+
+class _WatchedHTTPHandler(HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_WatchedHTTPConnection, req)
+
+
+class _WatchedHTTPSHandler(HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_WatchedHTTPSConnection, req, context=self._context)
 
 
 class DownloadFailed(Exception):
@@ -94,9 +177,10 @@ class DownloadFailed(Exception):
 class _Retry(Exception):
     """A failure worth another attempt (429, 5xx, timeout, dropped connection)."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, rate_limited: bool = False) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited  # 429: the host is up, only busy
 
 
 class HostLimiter:
@@ -166,10 +250,33 @@ class Downloader:
         self.options = options
         self.stop = stop
         self.limiter = HostLimiter(options.rate)
-        self.opener: OpenerDirector = build_opener(_HttpRedirectsOnly)
+        self.opener: OpenerDirector = build_opener(_HttpRedirectsOnly, _WatchedHTTPHandler, _WatchedHTTPSHandler)
         self.lock = threading.Lock()
         self.requests = 0
         self.retries = 0
+        self.failures_in_a_row: dict[str, int] = {}  # host -> failed requests since its last answer
+        self.given_up: dict[str, str] = {}  # host -> why
+        self.active: set[_Deadline] = set()  # the requests under way
+
+    def abort(self) -> None:
+        """End every request under way now (Ctrl-C, SIGTERM)."""
+        with self.lock:
+            active = list(self.active)
+        for deadline in active:
+            deadline._expire()
+
+    def _host_failed(self, host: str, reason: str) -> None:
+        with self.lock:
+            count = self.failures_in_a_row[host] = self.failures_in_a_row.get(host, 0) + 1
+            limit = self.options.host_failures
+            if limit and count >= limit and host not in self.given_up:
+                self.given_up[host] = f"{count} failed requests in a row (last: {reason})"
+
+    def _check_host(self, host: str) -> None:
+        with self.lock:
+            why = self.given_up.get(host)
+        if why is not None:
+            raise DownloadFailed(f"{SKIPPED}host {host} was given up after {why}; run again later to fetch it")
 
     def fetch(self, url: str) -> bytes:
         if not is_url(url):
@@ -177,12 +284,16 @@ class Downloader:
         host = urlsplit(url).hostname or ""
         options = self.options
         for attempt in range(options.retries + 1):
+            self._check_host(host)
             self.limiter.wait(host, self.stop)
+            self._check_host(host)
             with self.lock:
                 self.requests += 1
             try:
-                return self._get(url)
+                data = self._get(url)
             except _Retry as err:
+                if not err.rate_limited:
+                    self._host_failed(host, str(err))
                 if attempt == options.retries:
                     raise DownloadFailed(f"{err} (gave up after {attempt + 1} attempts)") from None
                 if err.retry_after is not None:
@@ -194,29 +305,61 @@ class Downloader:
                     self.retries += 1
                 if self.stop.wait(delay):
                     raise DownloadFailed("interrupted") from None
+            except DownloadFailed:
+                with self.lock:
+                    self.failures_in_a_row[host] = 0  # the host answered (404, too large, ...)
+                raise
+            else:
+                with self.lock:
+                    self.failures_in_a_row[host] = 0
+                return data
         raise AssertionError("unreachable")
 
     def _get(self, url: str) -> bytes:
+        """One attempt, within ``timeout`` per connect or read and ``5 * timeout`` in all (:class:`_Deadline`)."""
+        total = 5 * self.options.timeout
+        deadline = _current.deadline = _Deadline(total)
+        with self.lock:
+            self.active.add(deadline)
+        deadline.timer.start()
+        try:
+            data = self._request(url)
+        except (_Retry, DownloadFailed, OSError, http.client.HTTPException) as err:
+            if deadline.expired:
+                raise _Retry(f"slower than {total:g} s for the whole image") from None
+            if isinstance(err, (_Retry, DownloadFailed)):
+                raise
+            raise _Retry(f"connection dropped: {type(err).__name__}: {err}") from None
+        finally:
+            deadline.timer.cancel()
+            _current.deadline = None
+            with self.lock:
+                self.active.discard(deadline)
+        if deadline.expired:  # the socket was shut while the last bytes came in: the body may be cut short
+            raise _Retry(f"slower than {total:g} s for the whole image")
+        return data
+
+    def _request(self, url: str) -> bytes:
         options = self.options
         request = Request(url, headers={"User-Agent": USER_AGENT, "Accept": "image/*"})
-        deadline = monotonic() + 5 * options.timeout
         try:
             with self.opener.open(request, timeout=options.timeout) as response:
                 length = response.headers.get("Content-Length")
                 if length and length.isdigit() and int(length) > options.max_bytes:
                     raise DownloadFailed(f"{int(length):,} bytes, over the {options.max_bytes:,}-byte cap")
                 body = bytearray()
-                while block := response.read(READ_BLOCK):
+                while block := response.read1(READ_BLOCK):  # what has arrived: the watchdog can end a slow body
                     body += block
                     if len(body) > options.max_bytes:
                         raise DownloadFailed(f"more than {options.max_bytes:,} bytes, over the cap")
-                    if monotonic() > deadline:
-                        raise _Retry(f"slower than {5 * options.timeout:g} s for the whole image")
+                if length and length.isdigit() and len(body) < int(length):
+                    raise _Retry(f"connection dropped after {len(body):,} of {int(length):,} bytes")
                 return bytes(body)
         except HTTPError as err:
             if err.code == 429 or err.code >= 500:
                 raise _Retry(f"HTTP {err.code} {err.reason}",
-                             retry_after(err.headers.get("Retry-After"), options.max_wait)) from None
+                             retry_after(err.headers.get("Retry-After"), options.max_wait),
+                             rate_limited=err.code == 429) from None
             raise DownloadFailed(f"HTTP {err.code} {err.reason}") from None
         except (TimeoutError, socket.timeout):
             raise _Retry(f"timed out after {options.timeout:g} s") from None
@@ -289,6 +432,7 @@ def download_images(urls: Mapping[str, str], folder: str | os.PathLike, options:
     started = monotonic()
     threads = [threading.Thread(target=work, name=f"image-download-{i}", daemon=True)
                for i in range(max(1, min(options.workers, len(todo))))]
+    previous = _stop_on_sigterm()
     try:
         for thread in threads:
             thread.start()
@@ -298,16 +442,34 @@ def download_images(urls: Mapping[str, str], folder: str | os.PathLike, options:
     except KeyboardInterrupt:
         report.interrupted = True
         stop.set()
+        downloader.abort()
         for thread in threads:
             thread.join()
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         bar.close()
         report.seconds = monotonic() - started
         report.requests, report.retries = downloader.requests, downloader.retries
+        report.hosts_given_up = dict(downloader.given_up)
         if report_file is not None:
             write_json(report_file, report.as_json())
     return report
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM stop the downloads as Ctrl-C does (the report is still written); return the old handler.
+
+    Only the main thread may set signal handlers; elsewhere nothing changes (None).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def download_report_path(data_path: str | os.PathLike, dataset: str) -> Path:

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from logging import getLogger
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -55,8 +56,22 @@ def read_meta(path: str | os.PathLike) -> dict:
 
 
 def is_current(path: str | os.PathLike, key: str) -> bool:
-    """Whether the table at ``path`` was written for the content hash ``key`` (the cache check of every table)."""
-    return read_meta(path).get("content_hash") == key
+    """Whether the table at ``path`` was written for the content hash ``key`` (the cache check of every table).
+
+    A table whose bytes were damaged since (a zip member fails its CRC-32) is
+    not current: the caller builds it again, and the log says so.
+    """
+    if read_meta(path).get("content_hash") != key:
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as err:  # zipfile, zlib and OS errors alike: the cache cannot be trusted
+        damaged = f"{type(err).__name__}: {err}"
+    if damaged is not None:
+        getLogger().warning(f"{path}: the cached table is damaged ({damaged} fails its check); building it again")
+        return False
+    return True
 
 
 def load_vector_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -74,9 +89,10 @@ def load_table(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict, d
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in ("tokens", "vectors", "meta", *PROFILE_COLUMNS)
                       if name in data.files}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
         raise ValueError(f"{path}: not a readable .npz vector table ({str(err).splitlines()[0]}); write it with "
-                         f"numpy.savez(path, tokens=<[N] str>, vectors=<[N, D] float>)") from err
+                         f"numpy.savez(path, tokens=<[N] str>, vectors=<[N, D] float>), or, if this package built it, delete "
+                         f"it and run again to rebuild it") from err
     missing = {"tokens", "vectors"} - set(arrays)
     if missing:
         raise ValueError(f"{path}: expected arrays 'tokens' and 'vectors', missing {sorted(missing)}")

@@ -54,6 +54,8 @@ class CheckedFile:
     columns: tuple[Column, ...]
     rows: int
     needs_quoting: bool  # a field starts with '"': hand RecBole :func:`quoted_copy_text` instead
+    row_lines: tuple[int, ...] = ()  # the line number of each row (blank lines are no rows)
+    repeats: tuple[tuple[int, int], ...] = ()  # (row, line it repeats): rows identical to an earlier row
 
 
 def encoding_label(encoding: str) -> str:
@@ -76,6 +78,9 @@ def decode(path: str | os.PathLike, raw: bytes, encoding: str) -> str:
 
 def parse_header(path: str | os.PathLike, header: str, sep: str) -> tuple[Column, ...]:
     """The ``name:type`` columns of a header line; a missing or unknown type or a repeated name is an error."""
+    if not header.strip():
+        raise InputError(f"{path} is empty or its first line is blank: line 1 must be the header, e.g. "
+                         f"user_id:token{sep}item_id:token{sep}timestamp:float, then one row per line")
     columns: list[Column] = []
     for position, entry in enumerate(header.rstrip("\r\n").split(sep), start=1):
         name, colon, kind = entry.strip().partition(":")
@@ -168,8 +173,17 @@ def check_atomic_file(path: str | os.PathLike, sep: str = "\t", encoding: str = 
                 f"{path}, line {int(row) + 2}, column {column.name} ({column.type}): {value!r} is not a number; "
                 f"fix the value, or declare the column {column.name}:{column.type.replace('float', 'token')}"
             )
-    rows = sum(1 for line in body.splitlines() if line.strip())
-    return CheckedFile(path, columns, rows, _starts_with_quote(body, sep))
+    row_lines, first_line, repeats = [], {}, []
+    for number, line in enumerate(body.split("\n"), start=2):
+        if not line.strip():
+            continue
+        line = line.rstrip("\r")
+        if line in first_line:
+            repeats.append((len(row_lines), first_line[line]))
+        else:
+            first_line[line] = number
+        row_lines.append(number)
+    return CheckedFile(path, columns, len(row_lines), _starts_with_quote(body, sep), tuple(row_lines), tuple(repeats))
 
 
 def quoted_copy_text(path: str | os.PathLike, sep: str = "\t", encoding: str = "utf-8-sig") -> str:

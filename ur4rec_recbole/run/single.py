@@ -12,8 +12,10 @@ from recbole.data import data_preparation
 from recbole.utils import init_seed, set_color
 
 from ur4rec_recbole.data.fingerprint import data_fingerprint
+from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
 from ur4rec_recbole.registry import get_trainer
+from ur4rec_recbole.outputs import check_outside_dataset
 from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
                                         target_groups, training_counts)
 from ur4rec_recbole.run.prepare import build_model, prepare_run
@@ -52,10 +54,16 @@ def run(
     """
     start = time()
     source = read_checkpoint(resume) if resume is not None else None  # not a checkpoint: one line, before any setup
-    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known)
+
+    def before_data(config) -> None:  # the outputs and the checkpoint to resume, before any data is read
+        check_outputs(config, results_path)
+        if source is not None:  # another model or dataset, changed atomic files, nothing left to train: refused
+            check_checkpoint(source, config, resume, "resume", data_fingerprint(config, vectors=False))
+            check_resume_epochs(source, config, resume)
+
+    prepared = prepare_run(model, dataset, config_file_list, config_dict, cmd_overrides, also_known=also_known,
+                           before_data=before_data)
     config, logger = prepared.config, getLogger()
-    if source is not None:  # another model or dataset, changed atomic files: refused before anything is built
-        check_checkpoint(source, config, resume, "resume", data_fingerprint(config, vectors=False))
     logger.info(sys.argv)
     train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
 
@@ -109,6 +117,22 @@ def run(
     if results_path is not None:
         write_json(results_path, results)
     return results
+
+
+def check_outputs(config, results_path: str | os.PathLike | None) -> None:
+    """``--results`` and ``checkpoint_dir`` lie outside the dataset folder; ``checkpoint_dir`` is no file."""
+    check_outside_dataset(results_path, config["data_path"], "--results")
+    check_outside_dataset(config["checkpoint_dir"], config["data_path"], "setting checkpoint_dir")
+    if os.path.exists(config["checkpoint_dir"]) and not os.path.isdir(config["checkpoint_dir"]):
+        raise InputError(f"setting checkpoint_dir={config['checkpoint_dir']} is an existing file: name a folder")
+
+
+def check_resume_epochs(state: Mapping, config, path: str | os.PathLike) -> None:
+    """Resuming must leave epochs to train: ``epochs`` above the epochs the checkpoint has already trained."""
+    done = int(state["epoch"]) + 1  # epochs are counted from 0
+    if config["epochs"] <= done:
+        raise InputError(f"setting epochs={config['epochs']}: {path} has trained {done} epoch(s), so resuming "
+                         f"would train nothing; pass --epochs greater than {done} (the total, not the extra epochs)")
 
 
 def test_saved_model(model: str, dataset: str, checkpoint: str | os.PathLike,

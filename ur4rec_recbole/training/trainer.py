@@ -8,14 +8,21 @@ refused. Each run writes its own file (time to the microsecond, seed, random
 suffix: two runs started in the same second never share one; a resumed run
 writes a new file and leaves its source alone), and each checkpoint records
 the data it was trained on (``data.fingerprint``), so resuming or testing it on
-other data is refused. ``fit`` is RecBole's, untouched: we only hook
+other data is refused. Each checkpoint also carries a SHA-256 of its own contents
+(``content_sha256``, :func:`seal`); loading checks it and the zip's CRCs, so a
+file changed after it was written (a flipped byte inside a tensor, an edited
+setting) is refused in one line. A checkpoint holds tensors and plain values
+only, and its settings are read as literals, never run (docs/security.md).
+``fit`` is RecBole's, untouched: we only hook
 ``_train_epoch``, ``_valid_epoch``, ``_save_checkpoint``, ``resume_checkpoint`` and ``evaluate``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+import zipfile
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -26,13 +33,15 @@ import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
+from ur4rec_recbole.config.settings import parse_setting
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
 from ur4rec_recbole.training.optimizers import load_optimizer_state, with_sparse_parameters
 from ur4rec_recbole.training.stages import joint_stage
 
-CHECKPOINT_FORMAT = "ur4rec-recbole/2"  # 2: records the data fingerprint
+CHECKPOINT_FORMAT = "ur4rec-recbole/3"  # 2: records the data fingerprint; 3: and a hash of its contents
+DIGEST_KEY = "content_sha256"
 
 
 def _now() -> datetime:
@@ -45,8 +54,74 @@ def checkpoint_name(config) -> str:
             f"{secrets.token_hex(3)}.pth")
 
 
+def content_digest(state: Mapping) -> str:
+    """SHA-256 of a checkpoint's contents (``DIGEST_KEY`` aside): every tensor's dtype, shape and bytes, every value.
+
+    Computed on the loaded objects, so it does not depend on how torch lays
+    out the file, and any changed tensor element or setting changes it.
+    """
+    digest = hashlib.sha256()
+
+    def feed(name: str, value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu()
+            if tensor.is_sparse:
+                tensor = tensor.coalesce()
+                feed(f"{name}#indices", tensor.indices())
+                feed(f"{name}#values", tensor.values())
+                return
+            tensor = tensor.contiguous().reshape(-1)
+            digest.update(f"{name}\0tensor\0{tensor.dtype}\0{tuple(value.shape)}\0".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        elif isinstance(value, Mapping):
+            digest.update(f"{name}\0dict\0{len(value)}\0".encode())
+            for key in sorted(value, key=repr):
+                feed(f"{name}/{key!r}", value[key])
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"{name}\0{type(value).__name__}\0{len(value)}\0".encode())
+            for i, item in enumerate(value):
+                feed(f"{name}/{i}", item)
+        else:
+            digest.update(f"{name}\0{type(value).__name__}\0{value!r}\0".encode())
+
+    for key in sorted(k for k in state if k != DIGEST_KEY):
+        feed(str(key), state[key])
+    return digest.hexdigest()
+
+
+def seal(state: dict) -> dict:
+    """``state`` with its :func:`content_digest` stored under ``DIGEST_KEY`` (what :func:`read_checkpoint` checks)."""
+    return {**{k: v for k, v in state.items() if k != DIGEST_KEY}, DIGEST_KEY: content_digest(state)}
+
+
+def _changed(path: Path, what: str) -> InputError:
+    return InputError(f"{path} was changed after it was written ({what}): do not use it; train again, or copy "
+                      "the checkpoint again from where it was saved")
+
+
+def check_integrity(path: Path, state: Mapping) -> None:
+    """The zip's CRC-32 of every member, then the stored content hash; a mismatch is one :class:`InputError`."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:  # zlib errors surface as zipfile's
+        raise _changed(path, f"its zip archive cannot be read: {err}") from None
+    except Exception as err:  # zlib.error and friends: a damaged member
+        raise _changed(path, f"a member cannot be decompressed: {type(err).__name__}") from None
+    if bad is not None:
+        raise _changed(path, f"zip member {bad} fails its CRC-32 check")
+    stored = state.get(DIGEST_KEY)
+    if not isinstance(stored, str):
+        raise InputError(f"{path} carries no content hash ({DIGEST_KEY}), so it cannot be verified; train a new model")
+    if content_digest(state) != stored:
+        raise _changed(path, "its contents no longer match the SHA-256 stored in it")
+
+
 def read_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict:
-    """Read a checkpoint written by this package with safe loading on; anything else is one :class:`InputError`."""
+    """Read a checkpoint written by this package with safe loading on; anything else is one :class:`InputError`.
+
+    A checkpoint whose bytes changed after it was saved is refused (:func:`check_integrity`).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"checkpoint {path} does not exist")
@@ -62,7 +137,26 @@ def read_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict:
         found = state.get("format") if isinstance(state, dict) else None
         raise InputError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint" +
                          (f" (format {found}: written by an older version; train a new model)" if found else ""))
+    check_integrity(path, state)
+    check_stored_settings(path, state)
     return state
+
+
+def check_stored_settings(path: Path, state: Mapping) -> None:
+    """Every stored setting is a plain value, and no string of them is Python code (a crafted file).
+
+    They are read as literals anyway (the Config never evaluates a value);
+    refusing code here names the checkpoint and the key.
+    """
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise InputError(f"{path} stores no configuration; pass a checkpoint that a run of this package saved")
+    for key, value in config.items():
+        if isinstance(value, str):
+            try:
+                parse_setting(str(key), value, where="stored setting")
+            except InputError as err:
+                raise InputError(f"{path}: {err}; do not use this checkpoint") from None
 
 
 def check_checkpoint(state: Mapping, config, path: str | os.PathLike, action: str,
@@ -136,7 +230,7 @@ class SafeCheckpointMixin:
         }
         fix = f"set --checkpoint_dir to a writable folder (now {path.parent})"
         with atomic_path(path, fix=fix) as tmp:  # never leave a half-written checkpoint behind
-            torch.save(state, tmp)
+            torch.save(seal(state), tmp)
         if verbose:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 

@@ -28,6 +28,7 @@ from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.run.compare.report import write_report
 from ur4rec_recbole.run.compare.spec import RunSpec
 from ur4rec_recbole.io import dated_output, plain_config, write_json
+from ur4rec_recbole.outputs import check_outside_dataset
 from ur4rec_recbole.run.single import run
 
 FIRST_SEED = 2020  # --seeds N runs seeds 2020 .. 2020 + N - 1
@@ -68,7 +69,7 @@ def _file_settings(config_file_list: Sequence[str] | None) -> set[str]:
 
 
 def check_specs(specs: Sequence[RunSpec], dataset: str, config_file_list: Sequence[str] | None,
-                cmd_overrides: Mapping[str, str]) -> set[str]:
+                cmd_overrides: Mapping[str, str], output: Path | None = None) -> set[str]:
     """Before any run: each entry's settings are valid for its model, each common one known to a listed model.
 
     Returns the common settings (command line and files), which every run
@@ -87,6 +88,8 @@ def check_specs(specs: Sequence[RunSpec], dataset: str, config_file_list: Sequen
         known |= config.known_settings()
         configs.append(config)
     configs[0].reject_unknown(common, known=known, models=", ".join(dict.fromkeys(s.model for s in specs)))
+    if output is not None:  # the runs' records and checkpoints go there
+        check_outside_dataset(output, configs[0]["data_path"], "--output")
     return common
 
 
@@ -145,7 +148,7 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
     for where, keys in [("the command line", cmd_overrides)] + [(s.label, s.overrides) for s in specs]:
         if "seed" in keys:
             raise ValueError(f"seed is set in {where}; with --compare the seeds come from --seeds")
-    common = check_specs(specs, dataset, config_file_list, cmd_overrides)
+    common = check_specs(specs, dataset, config_file_list, cmd_overrides, output)
     runs_dir = output / "runs"
     records = []
     jobs = [(spec, seed) for spec in specs for seed in seeds]

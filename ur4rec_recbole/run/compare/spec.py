@@ -2,8 +2,9 @@
 
 Models are separated by commas outside brackets; a model's overrides sit in
 one pair of brackets, separated by ``;`` (commas may appear inside values,
-e.g. ``SASRec[topk=[10,20];n_layers=1]``). Values are strings that RecBole
-parses as it parses ``--key=value``. The spec text is the row label.
+e.g. ``SASRec[topk=[10,20];n_layers=1]``). Values are strings that the
+Config reads as it reads ``--key=value``: as literals, never as code
+(docs/security.md). The spec text is the row label.
 """
 
 from __future__ import annotations

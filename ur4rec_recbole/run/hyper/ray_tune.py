@@ -115,7 +115,7 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
     cmd_overrides = _absolute(cmd_overrides or {})
     check_overlap(params, cmd_overrides)
     config_files = [os.path.abspath(f) for f in config_files or []]
-    base = base_config(model, dataset, config_files, cmd_overrides, params)
+    base = base_config(model, dataset, config_files, cmd_overrides, params, output)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
     if not {p.name for p in params} & {"data_path", "data_root"}:
         # trials run in their own folders: give them the data root as an absolute path

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 from ur4rec_recbole.config import Config
 from ur4rec_recbole.errors import require
+from ur4rec_recbole.outputs import check_outside_dataset
 from ur4rec_recbole.io import plain_config
 from ur4rec_recbole.run.hyper.space import Param, grid_size, hyperopt_space
 from ur4rec_recbole.run.hyper.trials import trial_record, write_outputs
@@ -33,13 +34,16 @@ def check_overlap(params: Sequence[Param], cmd_overrides: Mapping[str, str]) -> 
 
 
 def base_config(model: str, dataset: str, config_files: Sequence[str] | None,
-                cmd_overrides: Mapping[str, str], params: Sequence[Param] = ()) -> Config:
+                cmd_overrides: Mapping[str, str], params: Sequence[Param] = (),
+                output: str | Path | None = None) -> Config:
     """The configuration every trial starts from: selection rule, epochs, typed fixed settings.
 
-    A searched parameter that ``model`` does not know is refused here, before any trial.
+    A searched parameter that ``model`` does not know, or an ``output`` folder
+    inside the dataset's folder, is refused here, before any trial.
     """
     config = Config(model, dataset, config_files, cmd_overrides=cmd_overrides)
     config.reject_unknown([p.name for p in params], where="the --hyper params file")
+    check_outside_dataset(output, config["data_path"], "--output")
     return config
 
 
@@ -68,7 +72,7 @@ def search_hyperopt(params: Sequence[Param], model: str, dataset: str, output: s
     output = Path(output)
     cmd_overrides = dict(cmd_overrides or {})
     check_overlap(params, cmd_overrides)
-    base = base_config(model, dataset, config_files, cmd_overrides, params)
+    base = base_config(model, dataset, config_files, cmd_overrides, params, output)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
     if algo == "exhaustive":
         max_evals = min(max_evals, grid_size(params))
