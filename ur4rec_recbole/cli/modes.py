@@ -82,7 +82,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         print((output / "trials.md").read_text())
         print(f"trials.md, trials.json and best.yaml in {output}")
         return summary
-    if args.nproc > 1 or args.world_size > 0:
+    if args.nproc != 1 or args.world_size != -1:
         from ur4rec_recbole.run.distributed import run_distributed
 
         from ur4rec_recbole.run.single import summary_table

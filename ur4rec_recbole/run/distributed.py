@@ -32,8 +32,8 @@ def _run_rank(local_rank: int, model: str, dataset: str, config_file_list: Seque
         results = run(model=model, dataset=dataset, config_file_list=config_file_list,
                       config_dict={**ddp, "local_rank": local_rank}, cmd_overrides=cmd_overrides,
                       results_path=results_path)
-    except BaseException as err:  # the parent reports it in one line; torch stops the other processes
-        queue.put({"error": one_line(err), "user": isinstance(err, (ValueError, OSError)), "rank": local_rank})
+    except BaseException as err:  # torch stops the other processes; the parent reports bad input in one line
+        queue.put({"error": one_line(err), "user": isinstance(err, (ValueError, OSError))})
         raise
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -74,12 +74,10 @@ def run_distributed(model: str, dataset: str, config_file_list: Sequence[str] | 
                                   None if results_path is None else str(results_path), queue),
                  nprocs=nproc, join=True)
     except (mp.ProcessRaisedException, mp.ProcessExitedException):
-        while not queue.empty():
+        while not queue.empty():  # bad input: the one line the process would have printed; else the traceback
             message = queue.get()
-            if "error" in message:
-                if message["user"]:
-                    raise InputError(message["error"]) from None
-                raise RuntimeError(f"process {message['rank']} of --nproc {nproc} failed: {message['error']}") from None
+            if message.get("user"):
+                raise InputError(message["error"]) from None
         raise
     while not queue.empty():
         message = queue.get()

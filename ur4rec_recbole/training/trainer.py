@@ -148,9 +148,31 @@ class SafeCheckpointMixin:
             self._fingerprint = data_fingerprint(self.config)
         return self._fingerprint
 
+    def _globally_weighted(self, loss_func):
+        """``loss_func`` scaled so that DDP's mean over processes is the mean over the global batch.
+
+        Each process's loss is a mean over its own terms (rows; for UR4Rec its
+        training positions, ``model.loss_positions``); DDP averages the processes'
+        gradients with equal weights, right only when every process holds as
+        many terms. Scaling by ``world_size * mine / all`` weighs each term once.
+        """
+        count = getattr(self.model, "loss_positions", len)
+
+        def weighted(interaction):
+            losses = loss_func(interaction)
+            mine = torch.tensor([float(count(interaction))], device=self.device)
+            total = mine.clone()
+            torch.distributed.all_reduce(total)
+            scale = float(mine * torch.distributed.get_world_size() / total)
+            return tuple(l * scale for l in losses) if isinstance(losses, tuple) else losses * scale
+
+        return weighted
+
     # -- timing and learning curves --------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time()
+        if in_group(self.config):
+            loss_func = self._globally_weighted(loss_func or self.model.calculate_loss)
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         total = sum(loss) if isinstance(loss, tuple) else loss
         self.epoch_history.append(
