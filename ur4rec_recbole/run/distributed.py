@@ -15,6 +15,7 @@ machines before this one.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Mapping, Sequence
 
@@ -69,6 +70,9 @@ def run_distributed(model: str, dataset: str, config_file_list: Sequence[str] | 
         cmd_overrides.setdefault("gpu_id", ",".join(str(i) for i in range(nproc)))  # RecBole wants >= nproc ids
     ddp = {"world_size": world_size, "ip": ip, "port": str(port), "nproc": nproc, "offset": group_offset}
     queue = mp.get_context("spawn").SimpleQueue()
+    spawn_log = logging.getLogger("torch.multiprocessing.spawn")
+    level = spawn_log.level
+    spawn_log.setLevel(logging.ERROR)  # "Terminating process ..." when another failed: the error says enough
     try:
         mp.spawn(_run_rank, args=(model, dataset, list(config_file_list or []), ddp, cmd_overrides,
                                   None if results_path is None else str(results_path), queue),
@@ -79,6 +83,8 @@ def run_distributed(model: str, dataset: str, config_file_list: Sequence[str] | 
             if message.get("user"):
                 raise InputError(message["error"]) from None
         raise
+    finally:
+        spawn_log.setLevel(level)
     while not queue.empty():
         message = queue.get()
         if "results" in message:
