@@ -73,7 +73,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
                                  args.config_files, overrides, address=args.ray_address, num_cpus=args.cpus,
                                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                                  grace_period=args.asha_grace, max_concurrent=args.max_concurrent,
-                                 test=not args.no_test)
+                                 test=not args.no_test, shared_data=args.shared_data)
         else:
             from ur4rec_recbole.run.hyper.search import search_hyperopt
 
