@@ -12,6 +12,8 @@ import pytest
 from conftest import fails_clearly
 import run_ur4rec
 
+pytest.importorskip("ray.tune")  # the [hyper] extra
+
 
 def cli(overrides: dict) -> list[str]:
     return [f"--{k}={v}" for k, v in overrides.items()]

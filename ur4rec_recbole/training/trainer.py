@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 from recbole.trainer import Trainer
-from torch.nn.parallel import DistributedDataParallel
 from recbole.utils import set_color
+from torch.nn.parallel import DistributedDataParallel
 
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
@@ -102,7 +102,7 @@ class AllUsersEvaluator:
         self.samples = 0  # set by the trainer before each evaluation: the dataloader's sample_size
 
     def evaluate(self, struct):
-        world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        world = torch.distributed.get_world_size()
         # DistributedSampler(shuffle=False) gives rank r the samples r, r + world, ...; its padding comes last
         mine = {key: struct[key] for key in ROW_KEYS if key in struct}
         gathered: list = [None] * world
