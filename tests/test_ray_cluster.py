@@ -25,7 +25,7 @@ def closed_port() -> int:
         return s.getsockname()[1]  # nothing listens once the socket is closed
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def two_node_cluster():
     """A head and a worker node, one CPU each (two raylets on this machine)."""
     from ray.cluster_utils import Cluster
@@ -37,25 +37,29 @@ def two_node_cluster():
     cluster.shutdown()
 
 
-def test_search_attaches_to_a_cluster_and_trials_run_on_both_nodes(tiny, tmp_path, two_node_cluster):
+@pytest.mark.parametrize("shared", [False, True], ids=["object store", "shared folder"])
+def test_search_attaches_to_a_cluster_and_trials_run_on_both_nodes(tiny, tmp_path, two_node_cluster, shared):
     import ray
 
     root, overrides = tiny
     space = tmp_path / "ur4rec.hyper"
     space.write_text("retriever_weight choice [0.0, 0.1]\n")
     out = tmp_path / "search"
+    shared_flags = ["--shared_data", str(tmp_path / "shared")] if shared else []
     summary = run_ur4rec.main(["--dataset", "tiny", "--hyper", str(space), "--tool", "ray", "--algo", "exhaustive",
                                "--ray_address", two_node_cluster.address, "--output", str(out), "--asha-grace", "2",
-                               *cli(overrides)])
+                               *shared_flags, *cli(overrides)])
     assert not ray.is_initialized()  # detached; the cluster itself stays up (the fixture stops it)
     trials = summary["trials"]
     assert [t["status"] for t in trials] == ["ok", "ok"]
     nodes = {n["NodeID"] for n in ray_nodes(two_node_cluster.address)}
     assert {t["node"] for t in trials} == nodes and len(nodes) == 2  # one trial on each node
-    # the trials read the copy shipped through the object store, not the driver's folder
-    cache = Path(tempfile.gettempdir()) / "ur4rec-recbole-data"
+    # the trials read the copy shipped through the object store (or put in the shared folder), not the driver's
     for t in trials:
-        assert Path(t["data_root"]).parent == cache and Path(t["data_root"]) != Path(root)
+        if shared:
+            assert Path(t["data_root"]) == tmp_path / "shared"
+        else:
+            assert Path(t["data_root"]).parent == Path(tempfile.gettempdir()) / "ur4rec-recbole-data"
         assert (Path(t["data_root"]) / "tiny" / "tiny.inter").read_bytes() == (root / "tiny" / "tiny.inter").read_bytes()
     assert json.loads((out / "trials.json").read_text())["chosen_trial"] == summary["chosen_trial"]
     chosen = next(t for t in trials if t["trial"] == summary["chosen_trial"])
