@@ -53,7 +53,7 @@ def _absolute(cmd_overrides: Mapping[str, str]) -> dict:
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Refuse a ``HOST:PORT`` where nothing listens, in one line (``ray.init`` would retry for a minute)."""
+    """Refuse a ``HOST:PORT`` where nothing listens, in one line, before ``ray.init`` tries to join it."""
     if address == "auto" or "://" in address:  # Ray's own look-up, Ray Client
         return
     host, _, port = address.rpartition(":")
