@@ -123,3 +123,13 @@ def test_more_processes_than_gpus_is_refused(tiny, capsys):
     fails_clearly(capsys, lambda: run_ur4rec.main(["--dataset", "tiny", "--nproc", "2",
                                                    *[f"--{k}={v}" for k, v in overrides.items()]]),
                   "--nproc 2 needs 2 GPUs and 1 are visible")
+
+
+def test_a_stage_that_freezes_a_group_trains_under_ddp(tiny, tmp_path):
+    """DDP fixes the parameters it synchronises when built: a stage that freezes the retriever wraps the model again."""
+    _, overrides = tiny
+    stages = "[{'name': 'backbone', 'epochs': 1, 'train': ['backbone'], 'fusion': 'none', 'retriever_weight': 0}]"
+    two = run_distributed("UR4Rec", "tiny", cmd_overrides={**overrides, "stages": stages}, nproc=2,
+                          port=str(free_port()))
+    assert [e["stage"] for e in two["epoch_history"]] == ["backbone"]
+    assert two["test_result"]["ndcg@10"] > 0

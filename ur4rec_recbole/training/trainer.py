@@ -128,7 +128,7 @@ class SafeCheckpointMixin:
                 super().__init__(config, model)
             finally:
                 config["single_spec"] = False
-            self.distributed_model = DistributedDataParallel(self.model)  # no SyncBatchNorm: gloo has none
+            self.wrap_for_ddp()  # no SyncBatchNorm: gloo has none
         else:
             super().__init__(config, model)
         if in_group(config):
@@ -137,6 +137,15 @@ class SafeCheckpointMixin:
         # every rank loads the file rank 0 writes: rank 0's name wins
         self.saved_model_file = from_writer(config, os.path.join(self.checkpoint_dir, checkpoint_name(config)))
         self._fingerprint: dict | None = None
+
+    def wrap_for_ddp(self) -> None:
+        """(Re)build the DDP wrapper, which synchronises the gradients of the parameters that train now.
+
+        DDP fixes that set when it is built: a stage that freezes a group
+        (``UR4RecTrainer``) wraps the model again, or DDP waits for gradients that never come.
+        """
+        ids = [self.config["local_rank"]] if self.device.type == "cuda" else None  # DDP refuses ids for a CPU module
+        self.distributed_model = DistributedDataParallel(self.model, device_ids=ids)
 
     def _map_reduce(self, result, num_sample):
         return result  # AllUsersEvaluator already ranked every process's users
@@ -327,6 +336,8 @@ class UR4RecTrainer(SafeCheckpointMixin, Trainer):
                 self.cur_step = 0
             self.current_stage = stage["name"]
             self.model.enter_stage(stage)
+            if in_group(self.config):
+                self.wrap_for_ddp()
             self.logger.info(set_color(f"stage '{stage['name']}'", "yellow") + f" from epoch {epoch_idx}: {stage}")
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_history[-1]["stage"] = stage["name"]
