@@ -213,13 +213,6 @@ def test_per_user_ndcg_matches_recbole_in_sampled_evaluation(tiny, model):
     assert np.mean(per_user["ndcg@10"]) == pytest.approx(results["test_result"]["ndcg@10"], abs=1e-6)
 
 
-@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="with two GPUs --nproc 2 really trains")
-def test_multi_gpu_flags_need_cuda_gpus(tiny):
-    _, overrides = tiny
-    with pytest.raises(RuntimeError, match="--nproc 2 needs 2 CUDA GPUs \\(RecBole's DDP uses NCCL\\)"):
-        run_ur4rec.main(["--dataset", "tiny", "--nproc", "2", *cli(overrides)])
-
-
 def test_topk_from_a_config_file_is_kept(tiny, tmp_path):
     _, overrides = tiny
     settings = tmp_path / "settings.yaml"

@@ -70,7 +70,7 @@ def _main(args: argparse.Namespace, overrides: dict[str, str], started: float) -
                              f"--text_source={overrides['text_source']} was given")
         run_generation(args.dataset, options, overrides, args.config_files)
         overrides["text_source"] = options.text_source
-    other = dispatch(args, overrides)  # --compare, --hyper, --nproc > 1
+    other = dispatch(args, overrides)  # --compare, --hyper, --nproc/--world_size
     if other is not None:
         return other
 

@@ -1,4 +1,4 @@
-"""The run script's other modes: ``--compare``, ``--hyper`` and multi-GPU (``--nproc``).
+"""The run script's other modes: ``--compare``, ``--hyper`` and data-parallel training (``--nproc``).
 
 Only argparse is imported here, so ``run_ur4rec.py`` stays quick to start;
 each mode imports its module when chosen.
@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hyper.add_argument("--max-evals", type=int, default=20, help="number of trials")
     hyper.add_argument("--algo", default=None,
                        help="hyperopt: bayes (default), random, exhaustive; ray: random (default), exhaustive")
-    hyper.add_argument("--ray-address", default=None, help="join this Ray cluster instead of starting one")
+    hyper.add_argument("--ray-address", "--ray_address", default=None, metavar="HOST:PORT",
+                       help="attach to this running Ray cluster instead of starting one (default: $RAY_ADDRESS)")
+    hyper.add_argument("--shared-data", "--shared_data", default=None, metavar="DIR",
+                       help="Ray cluster: a folder every node mounts at this path, where the data root is copied "
+                            "for the trials (default: the trials get the data through the object store)")
     hyper.add_argument("--cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     hyper.add_argument("--cpus-per-trial", type=float, default=1, help="CPUs each Ray trial reserves")
     hyper.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each Ray trial reserves")
@@ -36,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="choose on validation only and leave the test set unread (for a later --compare)")
     hyper.add_argument("--max-concurrent", type=int, default=None,
                        help="Ray trials at a time (default: as many as the CPUs/GPUs allow)")
-    ddp = parser.add_argument_group("multi-GPU training (RecBole's DDP; NCCL, CUDA only)")
-    ddp.add_argument("--nproc", type=int, default=1, help="processes (GPUs) on this machine")
+    ddp = parser.add_argument_group("data-parallel training (RecBole's DDP: NCCL on GPUs, gloo on the CPU)")
+    ddp.add_argument("--nproc", type=int, default=1, help="processes on this machine (one per GPU, if any)")
     ddp.add_argument("--world_size", type=int, default=-1, help="processes on all machines (default: nproc)")
     ddp.add_argument("--ip", default="localhost", help="address of the rank-0 machine")
     ddp.add_argument("--port", default="5678", help="port of the rank-0 machine")
@@ -69,7 +73,7 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
                                  args.config_files, overrides, address=args.ray_address, num_cpus=args.cpus,
                                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                                  grace_period=args.asha_grace, max_concurrent=args.max_concurrent,
-                                 test=not args.no_test)
+                                 test=not args.no_test, shared_data=args.shared_data)
         else:
             from ur4rec_recbole.run.hyper.search import search_hyperopt
 
@@ -78,10 +82,18 @@ def dispatch(args: argparse.Namespace, overrides: dict[str, str]) -> dict | None
         print((output / "trials.md").read_text())
         print(f"trials.md, trials.json and best.yaml in {output}")
         return summary
-    if args.nproc > 1 or args.world_size > 0:
+    if args.nproc != 1 or args.world_size != -1:
         from ur4rec_recbole.run.distributed import run_distributed
 
-        return run_distributed(args.model, args.dataset, args.config_files, overrides, nproc=args.nproc,
-                               world_size=args.world_size, ip=args.ip, port=args.port,
-                               group_offset=args.group_offset, results_path=args.results)
+        from ur4rec_recbole.run.single import summary_table
+
+        results = run_distributed(args.model, args.dataset, args.config_files, overrides, nproc=args.nproc,
+                                  world_size=args.world_size, ip=args.ip, port=args.port,
+                                  group_offset=args.group_offset, results_path=args.results)
+        if results is None:  # another machine holds rank 0
+            print(f"processes {args.group_offset}-{args.group_offset + args.nproc - 1} of {args.world_size} done; "
+                  f"the machine with --group_offset 0 reports the results")
+            return {}
+        print(summary_table(results))
+        return results
     return None

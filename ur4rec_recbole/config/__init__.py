@@ -245,6 +245,30 @@ class Config(RecBoleConfig):
         given = self.external_config_dict
         return os.path.abspath(str(given.get("data_root") or given.get("data_path") or DEFAULT_DATA_ROOT))
 
+    def _init_device(self) -> None:
+        """RecBole's, except that a DDP process without CUDA joins its group with gloo on the CPU.
+
+        RecBole 1.2.1 always uses NCCL and ``cuda:<local_rank>`` under DDP
+        (``local_rank`` set by ``run/distributed.py``), so a machine without GPUs
+        (or ``use_gpu=False``) could not run ``--nproc``. With GPUs nothing changes.
+        """
+        settings = self.final_config_dict
+        if "local_rank" not in settings:
+            return super()._init_device()
+        gpu_id = settings["gpu_id"]
+        settings["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+        os.environ["CUDA_VISIBLE_DEVICES"] = settings["gpu_id"]  # as RecBole: before CUDA is first asked
+        import torch
+
+        if settings["use_gpu"] and settings["gpu_id"] and torch.cuda.is_available():
+            return super()._init_device()  # NCCL, cuda:<local_rank>
+        rank = settings["local_rank"] + settings["offset"]
+        torch.distributed.init_process_group(backend="gloo", rank=rank, world_size=settings["world_size"],
+                                             init_method=f"tcp://{settings['ip']}:{settings['port']}")
+        settings.update(device=torch.device("cpu"), single_spec=False)
+        if rank != 0:  # as RecBole's quiet ranks (it tests local_rank: every machine's first process talked)
+            settings.update(state="error", show_progress=False, verbose=False)
+
     def _set_default_parameters(self) -> None:
         super()._set_default_parameters()
         # RecBole pins ml-100k to the copy inside its wheel; we keep every

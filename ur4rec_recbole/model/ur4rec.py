@@ -610,6 +610,12 @@ class UR4Rec(SASRec):
                     loss = loss + terms[name] * value
         return loss
 
+    def loss_positions(self, interaction) -> int:
+        """How many training positions :meth:`calculate_loss` averages over (DDP weighs each process by it)."""
+        if not self.all_positions:
+            return len(interaction)
+        return int((interaction[self.ITEM_SEQ_LEN] - interaction[TRAIN_FROM]).sum())
+
     def retriever_rows(self, rows: torch.Tensor, batch: int) -> torch.Tensor | None:
         """Training positions the retriever scores: all (None) by default; with ``retriever_share`` < 1 those of
         a random share of the batch's windows (at least one), ``[P]`` bool. Whole windows, so the distinct

@@ -19,6 +19,7 @@ from ur4rec_recbole.config import Config
 from ur4rec_recbole.data.reading import ensure_atomic_files
 from ur4rec_recbole.registry import create_dataset, get_model
 from ur4rec_recbole.model.dropout import use_same_mask_dropout
+from ur4rec_recbole.ranks import writer_first
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
 
@@ -106,12 +107,13 @@ def prepare_run(
     logger.info(config)
     for note in config.dataset_notes:  # dataset settings filled in from the atomic files
         logger.info(note)
-    ensure_atomic_files(config)
-    if before_data is not None:
-        before_data(config)
+    with writer_first(config):  # under DDP rank 0 writes the atomic files (and any cache), the others wait
+        ensure_atomic_files(config)
+        if before_data is not None:
+            before_data(config)
+        data = create_dataset(config) if build_dataset else None
     if not build_dataset:
         return Prepared(config)
-    data = create_dataset(config)
     logger.info(data)
     return Prepared(config, data)
 

@@ -16,6 +16,7 @@ from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import machine, plain_config, plain_value, write_json
 from ur4rec_recbole.registry import get_trainer
 from ur4rec_recbole.outputs import check_outside_dataset
+from ur4rec_recbole.ranks import is_writer, writer_first
 from ur4rec_recbole.run.metrics import (bucket_report, per_user_metrics, random_state, set_random_state,
                                         target_groups, training_counts)
 from ur4rec_recbole.run.prepare import build_model, prepare_run
@@ -65,7 +66,8 @@ def run(
                            before_data=before_data)
     config, logger = prepared.config, getLogger()
     logger.info(sys.argv)
-    train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
+    with writer_first(config):  # building the splits writes texts and vectors: rank 0 first, the others read
+        train_data, valid_data, test_data = data_preparation(config, prepared.dataset)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     net = build_model(config, train_data._dataset)
@@ -114,7 +116,7 @@ def run(
     logger.info(set_color("best valid ", "yellow") + f": {results['best_valid_result']}")
     if test:
         logger.info(set_color("test result", "yellow") + f": {results['test_result']}")
-    if results_path is not None:
+    if results_path is not None and is_writer(config):
         write_json(results_path, results)
     return results
 

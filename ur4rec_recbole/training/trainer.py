@@ -15,6 +15,13 @@ setting) is refused in one line. A checkpoint holds tensors and plain values
 only, and its settings are read as literals, never run (docs/security.md).
 ``fit`` is RecBole's, untouched: we only hook
 ``_train_epoch``, ``_valid_epoch``, ``_save_checkpoint``, ``resume_checkpoint`` and ``evaluate``.
+
+Under RecBole's DDP (``--nproc``, ``run/distributed.py``) the same trainers run
+in every process: on the CPU the model is wrapped without ``device_ids`` (RecBole
+passes ``cuda:<local_rank>``'s), global rank 0 alone writes checkpoints and
+reads the ones loaded (the others get the weights through the process group),
+and evaluation ranks every process's users together instead of averaging the
+processes' metrics (:class:`AllUsersEvaluator`).
 """
 
 from __future__ import annotations
@@ -32,11 +39,13 @@ from typing import Any
 import torch
 from recbole.trainer import Trainer
 from recbole.utils import set_color
+from torch.nn.parallel import DistributedDataParallel
 
 from ur4rec_recbole.config.settings import parse_setting
 from ur4rec_recbole.data.fingerprint import check_same_data, data_fingerprint
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.io import atomic_path, plain_config, plain_value
+from ur4rec_recbole.ranks import from_writer, in_group, is_writer
 from ur4rec_recbole.training.optimizers import load_optimizer_state, with_sparse_parameters
 from ur4rec_recbole.training.stages import joint_stage
 
@@ -168,6 +177,36 @@ def check_checkpoint(state: Mapping, config, path: str | os.PathLike, action: st
     check_same_data(state.get("data"), current, path, action)
 
 
+ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")  # one row per evaluated sample
+
+
+class AllUsersEvaluator:
+    """RecBole's evaluator over the samples (users) of every DDP process, not one process's share.
+
+    RecBole 1.2.1 evaluates each process's shard and averages the metrics
+    weighted by ``len(batched_data)`` (4 for every batch: the tuple's length),
+    and its ``DistributedSampler`` repeats the first users to give every process
+    as many: metrics then differ from one process's. Here each process's rows
+    are gathered, the repeats dropped, and every process computes the metrics
+    of all users, as one process would.
+    """
+
+    def __init__(self, evaluator) -> None:
+        self.evaluator = evaluator
+        self.samples = 0  # set by the trainer before each evaluation: the dataloader's sample_size
+
+    def evaluate(self, struct):
+        world = torch.distributed.get_world_size()
+        # DistributedSampler(shuffle=False) gives rank r the samples r, r + world, ...; its padding comes last
+        mine = {key: struct[key] for key in ROW_KEYS if key in struct}
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, mine)
+        for key in mine:
+            struct.set(key, torch.cat([rows[key][:len(range(r, self.samples, world))]
+                                       for r, rows in enumerate(gathered)]))
+        return self.evaluator.evaluate(struct)
+
+
 class SafeCheckpointMixin:
     """Checkpoint handling that survives ``torch.load(weights_only=True)``.
 
@@ -176,18 +215,34 @@ class SafeCheckpointMixin:
     """
 
     def __init__(self, config, model) -> None:
-        super().__init__(config, model)
+        if in_group(config) and config["device"].type == "cpu":
+            # RecBole wraps the model with device_ids=[local_rank], which DDP refuses for a CPU module
+            config["single_spec"] = True
+            try:
+                super().__init__(config, model)
+            finally:
+                config["single_spec"] = False
+            self.wrap_for_ddp()  # no SyncBatchNorm: gloo has none
+        else:
+            super().__init__(config, model)
+        if in_group(config):
+            self.evaluator = AllUsersEvaluator(self.evaluator)
         self.epoch_history: list[dict] = []
-        self.saved_model_file = self._shared_name(os.path.join(self.checkpoint_dir, checkpoint_name(config)))
+        # every rank loads the file rank 0 writes: rank 0's name wins
+        self.saved_model_file = from_writer(config, os.path.join(self.checkpoint_dir, checkpoint_name(config)))
         self._fingerprint: dict | None = None
 
-    def _shared_name(self, name: str) -> str:
-        """Under DDP every rank must load the file rank 0 writes: rank 0's name wins."""
-        if not self.config["single_spec"] and torch.distributed.is_initialized():
-            names = [name]
-            torch.distributed.broadcast_object_list(names, src=0)
-            return names[0]
-        return name
+    def wrap_for_ddp(self) -> None:
+        """(Re)build the DDP wrapper, which synchronises the gradients of the parameters that train now.
+
+        DDP fixes that set when it is built: a stage that freezes a group
+        (``UR4RecTrainer``) wraps the model again, or DDP waits for gradients that never come.
+        """
+        ids = [self.config["local_rank"]] if self.device.type == "cuda" else None  # DDP refuses ids for a CPU module
+        self.distributed_model = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _map_reduce(self, result, num_sample):
+        return result  # AllUsersEvaluator already ranked every process's users
 
     @property
     def data_fingerprint(self) -> dict:
@@ -196,9 +251,31 @@ class SafeCheckpointMixin:
             self._fingerprint = data_fingerprint(self.config)
         return self._fingerprint
 
+    def _globally_weighted(self, loss_func):
+        """``loss_func`` scaled so that DDP's mean over processes is the mean over the global batch.
+
+        Each process's loss is a mean over its own terms (rows; for UR4Rec its
+        training positions, ``model.loss_positions``); DDP averages the processes'
+        gradients with equal weights, right only when every process holds as
+        many terms. Scaling by ``world_size * mine / all`` weighs each term once.
+        """
+        count = getattr(self.model, "loss_positions", len)
+
+        def weighted(interaction):
+            losses = loss_func(interaction)
+            mine = torch.tensor([float(count(interaction))], device=self.device)
+            total = mine.clone()
+            torch.distributed.all_reduce(total)
+            scale = float(mine * torch.distributed.get_world_size() / total)
+            return tuple(l * scale for l in losses) if isinstance(losses, tuple) else losses * scale
+
+        return weighted
+
     # -- timing and learning curves --------------------------------------
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         start = time()
+        if in_group(self.config):
+            loss_func = self._globally_weighted(loss_func or self.model.calculate_loss)
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         total = sum(loss) if isinstance(loss, tuple) else loss
         self.epoch_history.append(
@@ -214,7 +291,7 @@ class SafeCheckpointMixin:
 
     # -- checkpoints ------------------------------------------------------
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not is_writer(self.config):  # RecBole tests local_rank: each machine's first process wrote
             return
         path = Path(kwargs.pop("saved_model_file", self.saved_model_file))
         state = {
@@ -235,9 +312,16 @@ class SafeCheckpointMixin:
             self.logger.info(set_color("Saving current", "blue") + f": {path}")
 
     def load_checkpoint(self, path: str | os.PathLike, action: str = "load") -> dict:
-        """Read a checkpoint written by :meth:`_save_checkpoint` and check that it fits this model and data."""
-        state = read_checkpoint(path, self.device)
-        check_checkpoint(state, self.config, path, action, self.data_fingerprint)
+        """Read a checkpoint written by :meth:`_save_checkpoint` and check that it fits this model and data.
+
+        Under DDP rank 0 reads it (after writing it: no other process reads a
+        file being replaced) and sends it to the others, which need no copy.
+        """
+        state = None
+        if is_writer(self.config):
+            state = read_checkpoint(path, self.device)
+            check_checkpoint(state, self.config, path, action, self.data_fingerprint)
+        state = from_writer(self.config, state)
         return state
 
     def _load_weights(self, state: Mapping, path: str | os.PathLike) -> None:
@@ -272,6 +356,8 @@ class SafeCheckpointMixin:
             state = self.load_checkpoint(path, action="test")
             self._load_weights(state, path)
             self.logger.info(f"Loading model structure and parameters from {path}")
+        if eval_data and isinstance(self.evaluator, AllUsersEvaluator):
+            self.evaluator.samples = eval_data.sample_size
         return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
 
 
@@ -344,6 +430,8 @@ class UR4RecTrainer(SafeCheckpointMixin, Trainer):
                 self.cur_step = 0
             self.current_stage = stage["name"]
             self.model.enter_stage(stage)
+            if in_group(self.config):
+                self.wrap_for_ddp()
             self.logger.info(set_color(f"stage '{stage['name']}'", "yellow") + f" from epoch {epoch_idx}: {stage}")
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_history[-1]["stage"] = stage["name"]

@@ -9,19 +9,30 @@ best finished trial is chosen on validation only, and its checkpoint is tested
 once, after the search.
 
 Locally, ``ray.init(num_cpus=...)`` starts a private Ray whose workers import
-this checkout (``PYTHONPATH`` in the runtime environment); with
-``--ray-address`` the package must be importable on every node.
+this checkout (``PYTHONPATH`` in the runtime environment). With
+``--ray_address HOST:PORT`` (or ``RAY_ADDRESS``) the search attaches to a
+running cluster instead, and the package must be importable on every node.
+The trials then never read the driver's data folder: the dataset folder
+(atomic files, texts, vectors), built once on the driver, travels through
+Ray's object store and each node unpacks it once (:func:`unpack_dataset`), or
+``--shared_data DIR`` copies it into a folder every node mounts at that path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import shutil
+import socket
+import tarfile
+import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import ur4rec_recbole
-from ur4rec_recbole.errors import require
+from ur4rec_recbole.errors import InputError, require
 from ur4rec_recbole.io import plain_config
 from ur4rec_recbole.run.hyper.search import base_config, check_overlap
 from ur4rec_recbole.run.hyper.space import Param, tune_space
@@ -41,14 +52,67 @@ def _absolute(cmd_overrides: Mapping[str, str]) -> dict:
     return overrides
 
 
-def _trial(config: dict, model: str, dataset: str, config_files: list[str] | None, cmd_overrides: dict) -> None:
-    """One Ray Tune trial: train, report validation every epoch, then the final results."""
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` where nothing listens, in one line, before ``ray.init`` tries to join it."""
+    if address == "auto" or "://" in address:  # Ray's own look-up, Ray Client
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray_address {address!r} is not HOST:PORT (the head node's GCS address, port 6379 "
+                         f"by default, as `ray start --head` prints it)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise InputError(f"--ray_address {address}: no Ray cluster answers there ({err.strerror or err}); "
+                         f"start one with `ray start --head --port {port}` or give the head node's address") from None
+
+
+def pack_dataset(data_root: str | os.PathLike, dataset: str) -> tuple[str, bytes]:
+    """``data_root/<dataset>/`` as a tar archive and its content hash (where each node unpacks it)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(Path(data_root) / dataset, arcname=dataset)
+    payload = buffer.getvalue()
+    return hashlib.sha256(payload).hexdigest()[:16], payload
+
+
+def unpack_dataset(digest: str, payload: bytes, cache: str | os.PathLike | None = None) -> str:
+    """The data root holding the shipped dataset on this node: unpacked once per node, by one trial.
+
+    Trials on one node share the copy under ``cache`` (default: the node's
+    temporary folder); an unpacking trial writes a private folder first and
+    renames it, so no trial reads a half-unpacked dataset.
+    """
+    root = Path(cache or tempfile.gettempdir()) / "ur4rec-recbole-data" / digest
+    if root.is_dir():
+        return str(root)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{digest}-", dir=root.parent))
+    with tarfile.open(fileobj=io.BytesIO(payload)) as tar:
+        tar.extractall(work, filter="data")
+    try:
+        work.rename(root)
+    except OSError:  # another trial on this node renamed its copy first
+        shutil.rmtree(work, ignore_errors=True)
+    return str(root)
+
+
+def _trial(config: dict, model: str, dataset: str, config_files: list[str] | None, cmd_overrides: dict,
+           shipped: tuple | None = None) -> None:
+    """One Ray Tune trial: train, report validation every epoch, then the final results.
+
+    ``shipped``: (content hash, object ref) of the dataset folder when the
+    search runs on a cluster; the trial reads its node's copy of it.
+    """
     import ray
     from ray.air import session
 
     import ur4rec_recbole
     from ur4rec_recbole.run.single import run
 
+    if shipped is not None:
+        digest, ref = shipped
+        cmd_overrides = {**cmd_overrides, "data_path": unpack_dataset(digest, ray.get(ref))}
     overrides = {
         **cmd_overrides,
         "checkpoint_dir": os.path.join(session.get_trial_dir(), "checkpoints"),
@@ -68,6 +132,7 @@ def _trial(config: dict, model: str, dataset: str, config_files: list[str] | Non
         "best_valid_result": results["best_valid_result"], "checkpoint": results["checkpoint"],
         "best_epoch": results["best_epoch"], "epochs_run": results["epochs_run"],
         "train_seconds": results["train_seconds"], "package": ur4rec_recbole.__file__,
+        "node": ray.get_runtime_context().get_node_id(), "data_root": results["config"]["data_root"],
     })
 
 
@@ -80,7 +145,7 @@ def _record(index: int, result, names: Sequence[str], bigger: bool) -> dict:
         return trial_record(index, params, status="failed", error=error[-1] if error else repr(result.error))
     if metrics.get("final"):
         record = trial_record(index, params, metrics)
-        record["package"] = metrics.get("package")
+        record.update(package=metrics.get("package"), node=metrics.get("node"), data_root=metrics.get("data_root"))
         return record
     # stopped by ASHA: its best validation so far, no test
     history = result.metrics_dataframe
@@ -97,11 +162,13 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
                cmd_overrides: Mapping[str, str] | None = None, address: str | None = None,
                num_cpus: int | None = None, cpus_per_trial: float = 1, gpus_per_trial: float = 0, test: bool = True,
                grace_period: int = 1, reduction_factor: int = 2, max_concurrent: int | None = None,
-               seed: int = 2020) -> dict:
-    """Run the trials on Ray Tune (local or ``address``); write trials.json/md and best.yaml.
+               seed: int = 2020, shared_data: str | os.PathLike | None = None) -> dict:
+    """Run the trials on Ray Tune (local, or the cluster at ``address``); write trials.json/md and best.yaml.
 
     ASHA may stop a trial after ``grace_period`` epochs when its validation score is
     below the top ``1 / reduction_factor`` of the trials that reached the same epoch.
+    ``address`` defaults to ``RAY_ADDRESS``; on a cluster the trials get the data
+    through the object store, or from ``shared_data`` (a folder every node mounts).
     """
     require("ray.tune", "hyper", "--hyper --tool ray")
     import ray
@@ -111,18 +178,29 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
 
     if algo not in ALGORITHMS:
         raise ValueError(f"--algo {algo!r} unknown for ray; choose from {', '.join(ALGORITHMS)}")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None and not ray.is_initialized():
+        check_reachable(address)
+    if shared_data is not None and address is None:
+        raise InputError("--shared_data is for a Ray cluster (--ray_address or RAY_ADDRESS); a local search reads "
+                         "the data folder itself")
     output = Path(output).resolve()
     cmd_overrides = _absolute(cmd_overrides or {})
     check_overlap(params, cmd_overrides)
     config_files = [os.path.abspath(f) for f in config_files or []]
     base = base_config(model, dataset, config_files, cmd_overrides, params, output)
     valid_metric, bigger = base["valid_metric"].lower(), bool(base["valid_metric_bigger"])
-    if not {p.name for p in params} & {"data_path", "data_root"}:
+    searched_data = bool({p.name for p in params} & {"data_path", "data_root"})
+    if not searched_data:
         # trials run in their own folders: give them the data root as an absolute path
         cmd_overrides.setdefault("data_path", base["data_root"])
         # atomic files, texts and vectors are made here once, so parallel trials only read them
         # (a search over text or encoder settings still writes them in the trials: --max-concurrent 1)
         prepare_run(model, dataset, config_files, cmd_overrides=cmd_overrides).dataset.build()
+    if shared_data is not None and not searched_data:  # the driver's folder may not exist on the other nodes
+        target = Path(shared_data).resolve()
+        shutil.copytree(Path(cmd_overrides["data_path"]) / dataset, target / dataset, dirs_exist_ok=True)
+        cmd_overrides["data_path"] = str(target)
 
     started = not ray.is_initialized()
     if started:
@@ -134,9 +212,13 @@ def search_ray(params: Sequence[Param], model: str, dataset: str, output: str | 
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env)
     try:
+        shipped = None
+        if address is not None and shared_data is None and not searched_data:
+            digest, payload = pack_dataset(cmd_overrides["data_path"], dataset)
+            shipped = (digest, ray.put(payload))  # each node fetches it once from the object store
         trainable = tune.with_resources(
             partial(_trial, model=model, dataset=dataset, config_files=config_files or None,
-                    cmd_overrides=cmd_overrides),
+                    cmd_overrides=cmd_overrides, shipped=shipped),
             {"cpu": cpus_per_trial, "gpu": gpus_per_trial},
         )
         exhaustive = algo == "exhaustive"
