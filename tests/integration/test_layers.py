@@ -14,7 +14,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ur4rec_recbole"
 LAYERS = {  # first path component under the package -> layer (higher may import lower)
-    "io": 0, "errors": 0, "registry": 0, "config": 0, "formats": 0,
+    "io": 0, "errors": 0, "registry": 0, "config": 0, "formats": 0, "ranks": 0, "outputs": 1,
     "features": 1, "texts": 1, "convert": 1,
     "model": 2, "data": 2, "training": 2,
     "run": 3, "serve": 3, "generate": 3,
