@@ -3,6 +3,14 @@
     python benchmarks/images.py posters                 # dataset/ml-100k/images/<item>.jpg
     python benchmarks/images.py extract --image_model=ViT-B-32
     python benchmarks/images.py table benchmarks/results/images-*.json benchmarks/results/UR4Rec-*-1epoch-*.json
+    python benchmarks/images.py neighbours --image_model=efficientnet-lite0 [--count=300]
+
+``neighbours`` checks that an encoder's vectors tell real posters apart
+(``dataset/<name>/images/``, e.g. from ``benchmarks/posters.py``): each of
+``count`` posters (a fixed sample) and a mirrored copy cropped to its central
+85% are encoded; the share of copies whose nearest original is their own,
+and the mean pairwise cosine of the originals, go to
+``results/images-neighbours-<dataset>-<model>.json``.
 
 ml-100k has no images, so ``posters`` draws one 200x300 JPEG per movie: a
 background in the colour of its first genre, a shape, and its title. Extraction
@@ -83,6 +91,55 @@ def extract(dataset: str, overrides: dict) -> dict:
     return result
 
 
+def neighbours(dataset: str, overrides: dict) -> dict:
+    """Nearest-neighbour recovery of mirrored, cropped posters, and the originals' mean pairwise cosine."""
+    import random
+    from time import time
+
+    import torch
+    from PIL import Image, ImageOps
+
+    from ur4rec_recbole.features.image_encoders import load_image_encoder
+    from ur4rec_recbole.io import machine, write_json
+
+    count = int(overrides.pop("count", 300))
+    config = config_for(dataset, overrides)
+    files = sorted((Path(config["data_path"]) / "images").glob("*.jpg"), key=lambda p: int(p.stem))
+    files = sorted(random.Random(0).sample(files, min(count, len(files))), key=lambda p: int(p.stem))
+    encoder = load_image_encoder(config["image_model"], config["image_pretrained"], "cpu", config["image_size"])
+
+    def vectors(images) -> torch.Tensor:  # [N, D], unit length
+        chunks = []
+        for start in tqdm(range(0, len(images), 32), desc=config["image_model"], unit="batch"):
+            batch = torch.stack([encoder.preprocess(image) for image in images[start : start + 32]])
+            with torch.no_grad():
+                chunks.append(encoder.encode(batch))
+        return torch.cat(chunks)
+
+    originals = [Image.open(path).convert("RGB") for path in files]
+    copies = []
+    for image in originals:
+        w, h = image.size
+        dx, dy = int(w * 0.075), int(h * 0.075)
+        copies.append(ImageOps.mirror(image).crop((dx, dy, w - dx, h - dy)))
+    start = time()
+    base, changed = vectors(originals), vectors(copies)
+    seconds = time() - start
+    own = (changed @ base.T).argmax(1) == torch.arange(len(files))
+    cosine = base @ base.T
+    off_diagonal = cosine[~torch.eye(len(files), dtype=torch.bool)]
+    result = {
+        "dataset": dataset, "image_model": config["image_model"], "image_pretrained": str(encoder.pretrained),
+        "posters": len(files), "copy": "mirrored, central 85% crop",
+        "nearest_is_own": int(own.sum()), "nearest_is_own_share": float(own.float().mean()),
+        "mean_pairwise_cosine": float(off_diagonal.mean()), "seconds": seconds,
+        "images_per_second": 2 * len(files) / seconds, "machine": machine(),
+        "command": "python benchmarks/images.py neighbours " + " ".join(sys.argv[2:]),
+    }
+    write_json(RESULTS / f"images-neighbours-{dataset}-{config['image_model']}.json", result)
+    return result
+
+
 def table(paths: list[Path]) -> str:
     """Markdown tables: extraction speed, and seconds per training epoch by modality."""
     extraction = ["| image model | device | images | batch | images/s | machine |", "|---|---|---|---|---|---|"]
@@ -106,7 +163,7 @@ def table(paths: list[Path]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=("posters", "extract", "table"))
+    parser.add_argument("task", choices=("posters", "extract", "table", "neighbours"))
     parser.add_argument("paths", nargs="*", type=Path, help="results files (table)")
     parser.add_argument("--dataset", default="ml-100k")
     args, extra = parser.parse_known_args()
@@ -116,6 +173,8 @@ def main() -> None:
         print(f"{draw_posters(Path(config['data_path']), args.dataset)} posters in {config['data_path']}/images")
     elif args.task == "extract":
         print(json.dumps(extract(args.dataset, overrides), indent=2))
+    elif args.task == "neighbours":
+        print(json.dumps({k: v for k, v in neighbours(args.dataset, overrides).items() if k != "machine"}, indent=2))
     else:
         print(table(args.paths))
 
