@@ -12,6 +12,11 @@
 and the mean pairwise cosine of the originals, go to
 ``results/images-neighbours-<dataset>-<model>.json``.
 
+``overlap`` asks what the image vectors know that the item texts do not: over the
+items with both, the correlation of image and text cosines, and how often an
+item's nearest neighbour shares a genre or is within five years, by image, by
+text and at random (``results/images-overlap-<dataset>.json``).
+
 ml-100k has no images, so ``posters`` draws one 200x300 JPEG per movie: a
 background in the colour of its first genre, a shape, and its title. Extraction
 costs the same with or without trained weights (same network), so ``extract``
@@ -140,6 +145,58 @@ def neighbours(dataset: str, overrides: dict) -> dict:
     return result
 
 
+def overlap(dataset: str, overrides: dict) -> dict:
+    """Image vectors against the text vectors and the genres/years the texts already state."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from ur4rec_recbole.features.images import image_vector_path
+    from ur4rec_recbole.features.table import load_vector_table
+    from ur4rec_recbole.io import write_json
+
+    config = config_for(dataset, overrides)
+    data_path = Path(config["data_path"])
+    image_tokens, image_vectors, image_meta = load_vector_table(image_vector_path(config))
+    text_file = Path(config["item_vector_file"] or data_path / f"{dataset}.item_know.template.npz")
+    text_tokens, text_vectors, text_meta = load_vector_table(text_file)
+    items = pd.read_csv(data_path / f"{dataset}.item", sep="\t", dtype=str, keep_default_na=False)
+    items.columns = [c.split(":")[0] for c in items.columns]
+    genres = {t: set(g.split()) for t, g in zip(items["item_id"], items["class"])}
+    years = {t: int(y) if y.isdigit() else None for t, y in zip(items["item_id"], items["release_year"])}
+    text_row = {str(t): i for i, t in enumerate(text_tokens)}
+    tokens = [str(t) for t in image_tokens if str(t) in text_row]
+    image = image_vectors[[i for i, t in enumerate(image_tokens) if str(t) in text_row]]
+    text = text_vectors[[text_row[t] for t in tokens]]
+    image = image / np.linalg.norm(image, axis=1, keepdims=True)
+    text = text / np.linalg.norm(text, axis=1, keepdims=True)
+    image_cos, text_cos = image @ image.T, text @ text.T  # [N, N]
+    upper = np.triu_indices(len(tokens), 1)
+    n = len(tokens)
+
+    def neighbour_agreement(cos: np.ndarray) -> dict:
+        cos = cos.copy()
+        np.fill_diagonal(cos, -np.inf)
+        nearest = cos.argmax(1)
+        same_genre = [bool(genres[tokens[i]] & genres[tokens[j]]) for i, j in enumerate(nearest)]
+        close = [years[tokens[i]] is not None and years[tokens[j]] is not None
+                 and abs(years[tokens[i]] - years[tokens[j]]) <= 5 for i, j in enumerate(nearest)]
+        return {"shares_a_genre": float(np.mean(same_genre)), "within_5_years": float(np.mean(close))}
+
+    rng = np.random.default_rng(0)
+    random_cos = rng.random((n, n))
+    result = {
+        "dataset": dataset, "items_with_both": n, "image_encoder": image_meta.get("encoder"),
+        "text_encoder": text_meta.get("encoder"), "text_file": text_file.name,
+        "spearman_image_vs_text_cosine": float(spearmanr(image_cos[upper], text_cos[upper]).statistic),
+        "mean_image_cosine": float(image_cos[upper].mean()),
+        "nearest_by_image": neighbour_agreement(image_cos), "nearest_by_text": neighbour_agreement(text_cos),
+        "nearest_at_random": neighbour_agreement(random_cos),
+        "command": "python benchmarks/images.py overlap " + " ".join(sys.argv[2:]),
+    }
+    write_json(RESULTS / f"images-overlap-{dataset}.json", result)
+    return result
+
+
 def table(paths: list[Path]) -> str:
     """Markdown tables: extraction speed, and seconds per training epoch by modality."""
     extraction = ["| image model | device | images | batch | images/s | machine |", "|---|---|---|---|---|---|"]
@@ -163,7 +220,7 @@ def table(paths: list[Path]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=("posters", "extract", "table", "neighbours"))
+    parser.add_argument("task", choices=("posters", "extract", "table", "neighbours", "overlap"))
     parser.add_argument("paths", nargs="*", type=Path, help="results files (table)")
     parser.add_argument("--dataset", default="ml-100k")
     args, extra = parser.parse_known_args()
@@ -173,6 +230,8 @@ def main() -> None:
         print(f"{draw_posters(Path(config['data_path']), args.dataset)} posters in {config['data_path']}/images")
     elif args.task == "extract":
         print(json.dumps(extract(args.dataset, overrides), indent=2))
+    elif args.task == "overlap":
+        print(json.dumps(overlap(args.dataset, overrides), indent=2))
     elif args.task == "neighbours":
         print(json.dumps({k: v for k, v in neighbours(args.dataset, overrides).items() if k != "machine"}, indent=2))
     else:
