@@ -51,10 +51,11 @@ def main() -> dict:
         config = prepare_run("UR4Rec", args.dataset, cmd_overrides=split_overrides(extra), build_dataset=False).config
         if not args.posters.is_dir():
             raise InputError(f"--posters {args.posters}: not a folder")
-        join = join_posters(item_titles(config), read_movies_dat(args.movies))
+        items = item_titles(config)
+        join = join_posters(items, read_movies_dat(args.movies))
         data_path = Path(config["data_path"])
         copied = copy_posters(join, args.posters, data_path / IMAGE_FOLDER)
-        report = {"posters": str(args.posters), "movies": str(args.movies), "items": len(item_titles(config)),
+        report = {"posters": str(args.posters), "movies": str(args.movies), "items": len(items),
                   "copied": copied, **join.as_json()}
         out = data_path / f"{args.dataset}.poster_join.json"
         write_json(out, report, fix=data_folder_fix(data_path))

@@ -71,11 +71,14 @@ class ImageEncoder:
         """The checkpoint file the weights come from, if there is one (its bytes identify the weights)."""
         return self.pretrained if self.pretrained is not None and Path(self.pretrained).is_file() else None
 
-    def identity(self) -> str:
-        """Family, architecture and weights (a file by its bytes), as the cache key records them; loads nothing."""
+    def weights(self) -> str:
+        """The weights: ``file:<sha256>`` of their file, an open_clip ``tag:``, or ``none``; loads nothing."""
         weights_file = self.weights_file()
-        weights = f"file:{file_sha256(weights_file)}" if weights_file else weights_identity(self.pretrained)
-        return f"{self.family}:{self.arch}\0{weights}"
+        return f"file:{file_sha256(weights_file)}" if weights_file else weights_identity(self.pretrained)
+
+    def identity(self) -> str:
+        """Family, architecture and weights, as the cache key records them; loads nothing."""
+        return f"{self.family}:{self.arch}\0{self.weights()}"
 
     def load(self, device: str, download: bool = False) -> ImageEncoder:
         """Build the model on ``device`` in eval mode, and its preprocessing; returns ``self``."""
@@ -120,6 +123,7 @@ class EfficientNetLite(ImageEncoder):
     """
 
     family = "efficientnet-lite"
+    PREPROCESSING = "resize-short-side,centre-crop,(255x-127)/128,mean-pool"  # in the cache key: a change re-encodes
     SIZES: ClassVar[dict[str, int]] = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
 
     @classmethod
@@ -128,6 +132,9 @@ class EfficientNetLite(ImageEncoder):
 
     def weights_file(self) -> str | None:
         return self.packaged_weights() if self.pretrained == DEFAULT_WEIGHTS else super().weights_file()
+
+    def identity(self) -> str:
+        return f"{super().identity()}\0{self.PREPROCESSING}"
 
     def packaged_weights(self) -> str:
         number = self.arch[-1]

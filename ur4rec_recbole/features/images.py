@@ -212,7 +212,7 @@ def encode_item_images(config) -> ImageReport:
     report.encoded, vectors, report.corrupt = extract_image_vectors(images, encoder, device, config["image_batch_size"])
     report.seconds = time() - start
     meta = {"content_hash": key, "encoder": f"{encoder.family}:{encoder.arch}", "pretrained": str(encoder.pretrained),
-            "weights": encoder.identity().split("\0")[-1], "image_size": config["image_size"],
+            "weights": encoder.weights(), "image_size": config["image_size"],
             "count": len(report.encoded)}
     save_vector_table(out, report.encoded, vectors, meta)
     write_json(report_file, report.as_json(), fix=data_folder_fix(report_file.parent))
