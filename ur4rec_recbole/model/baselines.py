@@ -14,7 +14,9 @@ For a user whose input sequence (RecBole's ``item_id_list``) ends ``..., s_{n-2}
   when ``s_n`` has no training successor);
 - ``TextKNN``: the mean over the last ``text_window`` items ``s`` of
   ``cos(k_s, k_j)`` (``k``: knowledge vectors; an item without one has cosine 0);
-- ``TransitionsTextKNN``: ``Transitions + text_weight x TextKNN``.
+- ``TransitionsTextKNN``: ``Transitions + text_weight x TextKNN``;
+- ``ImageKNN``: ``TextKNN`` on the item image vectors (``modalities: image``), the floor that
+  says how much an item's picture alone tells about the next item.
 
 With ``exclude_history`` the items of the input sequence score ``-inf``.
 Ties (e.g. the many candidates with no transition) are left to RecBole's top-k.
@@ -106,7 +108,12 @@ class TextKNN(NonLearned):
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
         self.text_window = config["text_window"]
-        self.register_buffer("item_text", F.normalize(dataset.features.item_text, dim=1))  # [N, D] unit (or zero)
+        self.register_buffer("item_text", F.normalize(self.item_vectors(dataset), dim=1))  # [N, D] unit (or zero)
+
+    @staticmethod
+    def item_vectors(dataset) -> torch.Tensor:
+        """The item vectors whose cosines score (the knowledge vectors). ``[N, D]``"""
+        return dataset.features.item_text
 
     def text_scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         """Mean cosine to the last ``text_window`` items (fewer when the history is shorter). ``[B, N]``"""
@@ -135,3 +142,17 @@ class TransitionsTextKNN(Transitions, TextKNN):
 
     def scores(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor) -> torch.Tensor:
         return self.transition_scores(item_seq, item_seq_len) + self.text_weight * self.text_scores(item_seq, item_seq_len)
+
+
+class ImageKNN(TextKNN):
+    """``TextKNN`` on the item image vectors; an item without an image has cosine 0 (its row is zero)."""
+
+    @classmethod
+    def check_settings(cls, config) -> None:
+        super().check_settings(config)
+        require(config, "modalities", "image" in (config["modalities"] or ()),
+                "image or text,image (ImageKNN reads the item image vectors)")
+
+    @staticmethod
+    def item_vectors(dataset) -> torch.Tensor:
+        return dataset.features.item_image * dataset.features.item_image_mask[:, None].float()  # [N, D_img]
