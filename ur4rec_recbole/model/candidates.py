@@ -220,10 +220,12 @@ def merge(parts: list[torch.Tensor], quotas: list[int], names: list[int], count:
     ``count`` in all (the last part must be long enough to fill). Item 0 is never a candidate."""
     items = torch.cat(parts, dim=1)  # [B, T]
     part = torch.cat([torch.full((p.shape[1],), j, device=items.device) for j, p in enumerate(parts)])  # [T]
-    # twice: entries a quota dropped in the first pass must not hide a later part's copy of the item in the second
-    for _ in range(2):
-        keep = _quota_keep(items, part, quotas)
-        items = items.masked_fill(~keep, 0)
+    # an entry over its part's quota must not hide a later part's copy of the item: drop those and redo, until
+    # none is left (each round drops entries for good, so this ends)
+    first, keep = _quota_keep(items, part, quotas)
+    while (over := first & ~keep).any():
+        items = items.masked_fill(over, 0)
+        first, keep = _quota_keep(items, part, quotas)
     keep = keep & (keep.cumsum(1) <= count)
     rank = keep.long().cumsum(1) - 1  # column of each kept entry
     out = items.new_zeros(len(items), count)
@@ -234,9 +236,44 @@ def merge(parts: list[torch.Tensor], quotas: list[int], names: list[int], count:
     return CandidateLists(out, source)
 
 
-def _quota_keep(items: torch.Tensor, part: torch.Tensor, quotas: list[int]) -> torch.Tensor:
-    """Entries that are their item's first occurrence in the row and among the first ``quotas[j]`` such in their
-    part ``j``. ``[B, T]`` bool"""
+def two_stage_ranks(state: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, lists: torch.Tensor,
+                    fused: torch.Tensor, excluded: torch.Tensor | None = None, chunk_items: int = 1 << 16
+                    ) -> torch.Tensor:
+    """1-based rank of each target ``[B]`` in the two-stage order, the catalogue read in chunks (bounded memory
+    at any size): the candidates ``lists`` ``[B, M]`` by their fused scores ``fused`` ``[B, M]`` first, then every
+    other item by the backbone score ``state @ table.T``. Ties count in the target's favour; item 0 and the
+    ``excluded`` items ``[B, L]`` (the history, under exclude_history) are not ranked. Equals the rank in
+    ``UR4Rec.full_sort_predict``'s scores without building them (tested)."""
+    drop = lists.new_zeros(lists.shape[0], 0) if excluded is None else excluded
+    in_list = lists == targets[:, None]  # [B, M]
+    listed = in_list.any(1)  # [B]
+    valid = (lists > 0) & ~(lists[:, :, None] == drop[:, None, :]).any(-1)  # [B, M] ranked candidates
+    target_fused = fused.masked_fill(~in_list, 0.0).sum(1, keepdim=True)  # [B, 1]
+    rank_in_list = 1 + ((fused > target_fused) & valid).sum(1)  # [B]
+    target_seq = (state * table[targets]).sum(1, keepdim=True)  # [B, 1]
+    above = torch.zeros(len(targets), dtype=torch.long, device=state.device)
+    ranked = torch.zeros_like(above)  # items ranked by the backbone score (not listed, not excluded, not 0)
+    taken = torch.cat([lists, drop], 1)  # [B, T]
+    rows = torch.arange(len(targets), device=state.device)[:, None].expand_as(taken)
+    for start in range(0, len(table), chunk_items):
+        scores = state @ table[start: start + chunk_items].T  # [B, c]
+        by_backbone = torch.ones_like(scores, dtype=torch.bool)
+        local = taken - start
+        inside = (local >= 0) & (local < scores.shape[1])
+        by_backbone[rows[inside], local[inside]] = False
+        if start == 0:
+            by_backbone[:, 0] = False  # padding
+        ranked += by_backbone.sum(1)
+        own = (targets[:, None] - start) == torch.arange(scores.shape[1], device=state.device)  # [B, c]
+        above += (by_backbone & (scores > target_seq) & ~own).sum(1)
+    excluded_target = (drop == targets[:, None]).any(1)  # scored -inf: below every ranked item
+    return torch.where(excluded_target, 1 + valid.sum(1) + ranked,
+                       torch.where(listed, rank_in_list, 1 + valid.sum(1) + above))
+
+
+def _quota_keep(items: torch.Tensor, part: torch.Tensor, quotas: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entries that are their item's first occurrence in the row, and those of them among the first ``quotas[j]``
+    such in their part ``j``. ``[B, T]`` bool each"""
     order = items.argsort(dim=1, stable=True)  # by item, ties in merge order
     ordered = items.gather(1, order)
     first_sorted = torch.ones_like(ordered, dtype=torch.bool)
@@ -247,7 +284,7 @@ def _quota_keep(items: torch.Tensor, part: torch.Tensor, quotas: list[int]) -> t
         where = part == j
         new = first[:, where]
         keep[:, where] = new & (new.cumsum(1) <= quota)
-    return keep
+    return first, keep
 
 
 def source_recall(lists: CandidateLists, targets: torch.Tensor) -> dict[str, float]:
