@@ -114,6 +114,9 @@ class BackboneIndex:
         return torch.from_numpy(ids + 1).clamp(min=0)  # -1 (not found) -> 0, padding
 
 
+PRECOMPUTE_ITEMS = 50_000  # catalogues up to this size get their whole text neighbour table when built
+
+
 class TextNeighbours:
     """Each item's ``k`` nearest items by knowledge-vector cosine (itself excluded; 0 pads), computed for an item
     the first time it is asked for and cached. Items without a knowledge vector have no neighbours and are no
@@ -125,17 +128,21 @@ class TextNeighbours:
         self.k, self.chunk_items = k, chunk_items
         self.table = torch.zeros(len(item_text), k, dtype=torch.long)  # [N, k]
         self.known = torch.zeros(len(item_text), dtype=torch.bool)  # [N] rows of ``table`` computed
+        self.complete = False  # every row computed: ``of`` is one lookup
+        if len(item_text) <= PRECOMPUTE_ITEMS:  # a small catalogue: the whole table now (N x N x D in chunks)
+            self.of(torch.arange(len(item_text)))
+            self.complete = True
 
     def of(self, items: torch.Tensor) -> torch.Tensor:
         """Neighbours of ``items`` (any shape ``S``): ``[*S, k]``, nearest first."""
+        if self.complete:
+            return self.table.to(items.device)[items]
         flat = items.reshape(-1).cpu()
         todo = flat[~self.known[flat]].unique()
         todo = todo[self.mask[todo]]
-        if len(todo):
-            self.table[todo] = self._compute(todo)
-            self.known[flat] = True
-        elif len(flat):
-            self.known[flat] = True
+        for start in range(0, len(todo), 1024):  # queries in chunks too: memory 1024 x chunk_items
+            self.table[todo[start: start + 1024]] = self._compute(todo[start: start + 1024])
+        self.known[flat] = True
         return self.table[flat].to(items.device).view(*items.shape, self.k)
 
     def _compute(self, items: torch.Tensor) -> torch.Tensor:

@@ -499,16 +499,9 @@ class UR4Rec(SASRec):
         """two_stage scoring: candidates from the candidate stage, reranked by the fusion; every other item keeps
         the backbone's order below them (so full-ranking metrics stay defined). ``[B, N]``"""
         ranking = seq_scores.scatter(1, item_seq, float("-inf")) if self.exclude_history else seq_scores
-        lists = self.candidate_lists(ranking, item_seq, item_seq_len - 1)
-        cands = lists.items  # [B, M]
-        union, columns = cands.unique(return_inverse=True)  # [C], [B, M]
-        views = self.item_views() if views is None else views
-        proxies = self._last_proxies(item_seq, item_seq_len, user_text, user_valid, state, views, removed)[0]
-        ret = self.retriever_scores_at(proxies, views, union, table[union], columns)  # [B, M]
-        seq = seq_scores.gather(1, cands)  # [B, M]
-        fused = self.fusion.rank_scores(seq, ret, state)  # [B, M]
-        if self.unseen_offset and self.fusion.reads_text:
-            fused = fused + self.unseen_offset * self.unseen_items.from_text[cands]
+        cands = self.candidate_lists(ranking, item_seq, item_seq_len - 1).items  # [B, M]
+        seq, ret, fused = self.rerank(state, cands, item_seq, item_seq_len, user_text, user_valid, views, table,
+                                      removed)
         below = ranking - seq_scores.amax(dim=1, keepdim=True) - 1.0  # every value <= -1 (-inf stays -inf)
         score = below.scatter(1, cands, fused - fused.amin(dim=1, keepdim=True))  # candidates >= 0
         if self.exclude_history:
@@ -517,6 +510,22 @@ class UR4Rec(SASRec):
             return ScoreParts(score, None, None)
         seq_part, ret_part = self.fusion.parts(seq, ret, state)
         return ScoreParts(score, seq_scores, torch.zeros_like(seq_scores).scatter(1, cands, ret_part))
+
+    def rerank(self, state: torch.Tensor, cands: torch.Tensor, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
+               user_text: torch.Tensor, user_valid: torch.Tensor, views: ItemViews | None, table: torch.Tensor,
+               removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The second stage: sequence, retriever and fused scores of each query's candidates ``cands`` ``[B, M]``
+        (``state`` ``[B, H]``: the sequence states; ``table``: the item table, cached by servers). ``[B, M]`` each;
+        the fused score holds ``unseen_item_offset``."""
+        union, columns = cands.unique(return_inverse=True)  # [C], [B, M]
+        views = self.item_views() if views is None else views
+        proxies = self._last_proxies(item_seq, item_seq_len, user_text, user_valid, state, views, removed)[0]
+        ret = self.retriever_scores_at(proxies, views, union, table[union], columns)  # [B, M]
+        seq = torch.einsum("bh,bmh->bm", state, take_rows(table, cands))  # [B, M]
+        fused = self.fusion.rank_scores(seq, ret, state)  # [B, M]
+        if self.unseen_offset and self.fusion.reads_text:
+            fused = fused + self.unseen_offset * self.unseen_items.from_text[cands]
+        return seq, ret, fused
 
     def retriever_scores_at(self, proxies, views: ItemViews, rows: torch.Tensor, table: torch.Tensor,
                             columns: torch.Tensor) -> torch.Tensor:
