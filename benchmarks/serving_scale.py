@@ -56,7 +56,7 @@ from ur4rec_recbole.model.candidates import BackboneIndex, exact_top, recent_ite
 TOP_K = 10
 
 
-def build(n_items: int, count: int):
+def build(n_items: int, count: int, gpu: bool):
     from recbole.utils import init_seed
 
     from ur4rec_recbole.config import Config
@@ -66,10 +66,10 @@ def build(n_items: int, count: int):
     config = Config("UR4Rec", "synthetic-catalogue", config_dict={
         "two_stage": True, "candidate_count": count, "MAX_ITEM_LIST_LENGTH": LENGTH, "state": "WARNING",
         "unseen_item_neighbours": 0,  # (random histories leave most items unseen; borrowing is not what is timed)
-        "use_gpu": False})
+        "use_gpu": gpu})
     set_torch_threads(config["torch_threads"])
     init_seed(2020, False)
-    return UR4Rec(config, SyntheticCatalogue(config, n_items)).eval()
+    return UR4Rec(config, SyntheticCatalogue(config, n_items)).to(config["device"]).eval()
 
 
 def requests(n_items: int, users: int, seed: int = 3):
@@ -91,7 +91,7 @@ class Server:
     @torch.no_grad()
     def candidates(self, users, item_seq, lengths):
         state = self.model.gather_indexes(self.model.sequence_states(item_seq, self.table), lengths - 1)  # [B, H]
-        backbone = self.index.top(state, self.depth)  # [B, depth]
+        backbone = self.index.top(state, self.depth).to(state.device)  # [B, depth]
         recent = recent_items(item_seq, lengths - 1, self.model.candidate_stage.settings.text_window)
         return state, self.model.candidate_stage.lists(backbone, recent).items  # [B, M]
 
@@ -99,7 +99,7 @@ class Server:
     def rerank(self, users, item_seq, lengths, state, cands):
         profile, valid = self.model.profile_of(users)
         fused = self.model.rerank(state, cands, item_seq, lengths, profile, valid, self.views, self.table)[2]
-        return cands.gather(1, fused.topk(TOP_K, dim=1).indices)  # [B, 10]
+        return cands.gather(1, fused.topk(TOP_K, dim=1).indices).cpu()  # [B, 10] (.cpu(): waits for a GPU)
 
 
 def timed(server: Server, users, seqs, lengths, batch: int, desc: str):
@@ -109,6 +109,8 @@ def timed(server: Server, users, seqs, lengths, batch: int, desc: str):
         part = slice(i, i + batch)
         start = perf_counter()
         state, cands = server.candidates(users[part], seqs[part], lengths[part])
+        if cands.is_cuda:
+            torch.cuda.synchronize()
         middle = perf_counter()
         server.rerank(users[part], seqs[part], lengths[part], state, cands)
         out.append((middle - start, perf_counter() - middle))
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the backbone source: faiss HNSW (default) or the exact chunked product")
     parser.add_argument("--ef_search", type=int, default=512, help="HNSW search breadth (recall against time)")
     parser.add_argument("--count", type=int, default=100, help="candidate_count M")
+    parser.add_argument("--gpu", action="store_true", help="model on the GPU (with --index exact: the product there)")
     parser.add_argument("--users", type=int, default=200, help="timed single-user requests")
     parser.add_argument("--batch", type=int, default=256, help="users per batched call")
     parser.add_argument("--batches", type=int, default=4, help="timed batched calls")
@@ -131,7 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     start = perf_counter()
-    model = build(args.items, args.count)
+    model = build(args.items, args.count, args.gpu)
+    device = next(model.parameters()).device
     build_seconds = perf_counter() - start
     start = perf_counter()
     with torch.no_grad():
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     index_seconds = perf_counter() - start
     server = Server(model, index)
 
-    users, seqs, lengths = requests(args.items, max(args.users, args.batch * args.batches))
+    users, seqs, lengths = (t.to(device) for t in requests(args.items, max(args.users, args.batch * args.batches)))
     one = slice(0, args.users)
     start = perf_counter()
     timed(server, users[one], seqs[one], lengths[one], 1, "warm-up (fills the text cache)")
@@ -170,13 +174,13 @@ def main(argv: list[str] | None = None) -> dict:
         cands = model.candidate_stage.lists(exact_top(state, server.table, server.depth)[1], recent).items
         profile, valid = model.profile_of(users[ev])
         fused = model.rerank(state, cands, seqs[ev], lengths[ev], profile, valid, server.views, server.table)[2]
-        targets = torch.randint(1, args.items, (len(cands),), generator=torch.Generator().manual_seed(5))
+        targets = torch.randint(1, args.items, (len(cands),), generator=torch.Generator().manual_seed(5)).to(device)
         ranks = two_stage_ranks(state, server.table, targets, cands, fused, chunk_items=args.chunk)
         eval_seconds = perf_counter() - start
 
     total = single.sum(1)
     result = {
-        "items": args.items, "index": args.index, "ef_search": args.ef_search, "candidate_count": args.count, "history": LENGTH,
+        "items": args.items, "device": str(device), "index": args.index, "ef_search": args.ef_search, "candidate_count": args.count, "history": LENGTH,
         "command": " ".join(["python", *sys.argv]), "machine": machine(),
         "build_seconds": build_seconds, "index_seconds": index_seconds, "text_cache_fill_ms": cache_ms,
         "p50_ms": float(np.percentile(total, 50)), "p99_ms": float(np.percentile(total, 99)),

@@ -102,7 +102,7 @@ class BackboneIndex:
 
             index = faiss.IndexHNSWFlat(self.table.shape[1], neighbours, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = ef_construction
-            index.add(self.table[1:].numpy())  # item 0 is padding
+            index.add(self.table[1:].cpu().numpy())  # item 0 is padding
             index.hnsw.efSearch = ef_search
             self.index = index
 
@@ -110,7 +110,7 @@ class BackboneIndex:
         """The ``k`` best items for each state ``[B, H]``: ``[B, k]`` ids (best first)."""
         if self.method != "faiss":
             return exact_top(state, self.table, k)[1]
-        _, ids = self.index.search(state.detach().float().contiguous().numpy(), k)
+        _, ids = self.index.search(state.detach().float().cpu().contiguous().numpy(), k)
         return torch.from_numpy(ids + 1).clamp(min=0)  # -1 (not found) -> 0, padding
 
 
@@ -136,7 +136,7 @@ class TextNeighbours:
     def of(self, items: torch.Tensor) -> torch.Tensor:
         """Neighbours of ``items`` (any shape ``S``): ``[*S, k]``, nearest first."""
         if self.complete:
-            return self.table.to(items.device)[items]
+            return self.table[items.cpu()].to(items.device)
         flat = items.reshape(-1).cpu()
         todo = flat[~self.known[flat]].unique()
         todo = todo[self.mask[todo]]
@@ -214,7 +214,7 @@ class CandidateStage:
             quotas.append(s.text)
         if s.transitions:
             last = recent[:, 0]
-            parts.append(self.successors.to(device)[last])  # [B, k_t]
+            parts.append(self.successors[last.cpu()].to(device))  # [B, k_t] (the tables stay on the CPU)
             quotas.append(s.transitions)
         parts.append(backbone[:, s.backbone:])
         quotas.append(s.count)
