@@ -16,9 +16,12 @@ TWO_STAGE = {"two_stage": "True", "candidate_count": "12", "candidate_backbone_s
              "candidate_text_share": "0.25", "candidate_transition_share": "0.1"}
 
 
-def stage(n_items=60, dim=8, count=10, backbone=4, text=3, transitions=2, window=2, portions=None, seed=0):
+def stage(n_items=60, dim=8, count=10, backbone=4, text=3, transitions=2, window=2, portions=None, seed=0,
+          same_text=()):
     gen = torch.Generator().manual_seed(seed)
     item_text = torch.randn(n_items, dim, generator=gen)
+    for a, b in same_text:  # item a gets item b's knowledge vector
+        item_text[a] = item_text[b]
     mask = torch.ones(n_items, dtype=torch.bool)
     mask[0] = False
     return CandidateStage(CandidateSettings(count, backbone, text, transitions, window), item_text, mask,
@@ -58,9 +61,8 @@ def test_candidates_contain_exact_backbone_top(seed):
 def test_cold_item_reaches_candidates_through_text():
     """An item no one interacted with (no transition, lowest backbone score) is a candidate when its text is
     the nearest to a recent history item's."""
-    cands, item_text = stage(portions={1: np.array([1, 2, 3])})
     cold, last = 59, 3
-    cands.text.unit[cold] = cands.text.unit[last]  # the same knowledge vector as the last history item
+    cands, item_text = stage(portions={1: np.array([1, 2, 3])}, same_text=[(cold, last)])
     backbone = torch.arange(1, 59).flip(0)[None]  # item 59 is not even in the backbone's ranking
     lists = cands.lists(backbone, torch.tensor([[last, 2]]))
     where = (lists.items[0] == cold).nonzero()

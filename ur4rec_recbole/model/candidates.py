@@ -222,25 +222,50 @@ class CandidateStage:
         return merge(parts, quotas, names, s.count)
 
 
+BITMAP_ENTRIES = 1 << 26  # merge: per-row seen-sets as bitmaps up to this many (batch x catalogue) entries
+
+
 def merge(parts: list[torch.Tensor], quotas: list[int], names: list[int], count: int) -> CandidateLists:
     """Deduplicated union of the ``parts`` ``[B, n_j]`` in order: at most ``quotas[j]`` new items from part ``j``,
-    ``count`` in all (the last part must be long enough to fill). Item 0 is never a candidate."""
-    items = torch.cat(parts, dim=1)  # [B, T]
-    part = torch.cat([torch.full((p.shape[1],), j, device=items.device) for j, p in enumerate(parts)])  # [T]
-    # an entry over its part's quota must not hide a later part's copy of the item: drop those and redo, until
-    # none is left (each round drops entries for good, so this ends)
-    first, keep = _quota_keep(items, part, quotas)
-    while (over := first & ~keep).any():
-        items = items.masked_fill(over, 0)
-        first, keep = _quota_keep(items, part, quotas)
-    keep = keep & (keep.cumsum(1) <= count)
+    ``count`` in all (the last part must be long enough to fill); ``names``: each part's index in
+    :data:`SOURCES` (only the text part may hold an item twice). Item 0 is never a candidate.
+
+    Part by part, an entry is new when it matches no item kept so far and no earlier entry of its part: per-row
+    bitmaps over the catalogue while ``B x N`` is small (training), else comparisons ``[B, n_j, kept]`` (a few
+    served users over a large catalogue). Both give the same lists (tested)."""
+    batch = len(parts[0])
+    width = 1 + max(int(p.max()) if p.numel() else 0 for p in parts)  # item ids 0..width-1 occur
+    bitmap = batch * width <= BITMAP_ENTRIES  # seen-sets as [B, width] bits; else comparisons with the kept items
+    seen = torch.zeros(batch, width if bitmap else 0, dtype=torch.bool, device=parts[0].device)
+    kept = parts[0].new_zeros(batch, 0, dtype=torch.int)  # [B, t] items kept so far, 0 elsewhere
+    source = parts[0].new_zeros(batch, 0, dtype=torch.int)
+    for part, quota, name in zip(parts, quotas, names):
+        columns = torch.arange(part.shape[1], device=part.device)
+        new = part > 0
+        if name == SOURCES.index("text"):  # the one part that repeats itself: neighbours of several items
+            if bitmap:  # the first column of each item in the row
+                first = torch.full((batch, width), part.shape[1], dtype=torch.long, device=part.device)
+                first.scatter_reduce_(1, part, columns.expand_as(part), "amin")
+                new &= first.gather(1, part) == columns
+            else:
+                earlier = columns[None, :] < columns[:, None]  # [n, n]
+                new &= ~((part[:, :, None] == part[:, None, :]) & earlier).any(-1)  # [B, n] no earlier entry has it
+        if kept.shape[1]:
+            new &= ~(seen.gather(1, part) if bitmap else (part.int()[:, :, None] == kept[:, None, :]).any(-1))
+        order = new.cumsum(1)
+        take = new & (order <= quota) & (order + (kept > 0).sum(1, keepdim=True) <= count)
+        kept = torch.cat([kept, part.masked_fill(~take, 0).int()], dim=1)
+        if bitmap:
+            seen.scatter_(1, part.masked_fill(~take, 0), True)  # (item 0 too: it is never new anyway)
+        source = torch.cat([source, torch.full_like(part, name)], dim=1)
+    keep = kept > 0  # [B, T]
     rank = keep.long().cumsum(1) - 1  # column of each kept entry
-    out = items.new_zeros(len(items), count)
-    source = items.new_zeros(len(items), count)
-    rows = torch.arange(len(items), device=items.device)[:, None].expand_as(items)
-    out[rows[keep], rank[keep]] = items[keep]
-    source[rows[keep], rank[keep]] = torch.as_tensor(names, device=items.device)[part][None, :].expand_as(items)[keep]
-    return CandidateLists(out, source)
+    out = kept.new_zeros(len(kept), count, dtype=torch.long)
+    out_source = kept.new_zeros(len(kept), count, dtype=torch.long)
+    rows = torch.arange(len(kept), device=kept.device)[:, None].expand_as(kept)
+    out[rows[keep], rank[keep]] = kept[keep].long()
+    out_source[rows[keep], rank[keep]] = source[keep].long()
+    return CandidateLists(out, out_source)
 
 
 def two_stage_ranks(state: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, lists: torch.Tensor,
@@ -276,22 +301,6 @@ def two_stage_ranks(state: torch.Tensor, table: torch.Tensor, targets: torch.Ten
     excluded_target = (drop == targets[:, None]).any(1)  # scored -inf: below every ranked item
     return torch.where(excluded_target, 1 + valid.sum(1) + ranked,
                        torch.where(listed, rank_in_list, 1 + valid.sum(1) + above))
-
-
-def _quota_keep(items: torch.Tensor, part: torch.Tensor, quotas: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entries that are their item's first occurrence in the row, and those of them among the first ``quotas[j]``
-    such in their part ``j``. ``[B, T]`` bool each"""
-    order = items.argsort(dim=1, stable=True)  # by item, ties in merge order
-    ordered = items.gather(1, order)
-    first_sorted = torch.ones_like(ordered, dtype=torch.bool)
-    first_sorted[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    first = torch.empty_like(first_sorted).scatter_(1, order, first_sorted) & (items > 0)  # [B, T]
-    keep = torch.zeros_like(first)
-    for j, quota in enumerate(quotas):
-        where = part == j
-        new = first[:, where]
-        keep[:, where] = new & (new.cumsum(1) <= quota)
-    return first, keep
 
 
 def source_recall(lists: CandidateLists, targets: torch.Tensor) -> dict[str, float]:
