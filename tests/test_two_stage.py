@@ -41,6 +41,22 @@ def test_merge_deduplicates_keeps_quotas_and_fills():
     assert lists.items.tolist() == [[5, 30, 31, 6, 7]]
 
 
+def test_merge_bitmaps_equal_comparisons(monkeypatch):
+    """The two ways merge tells new items from seen ones give the same lists and sources."""
+    import ur4rec_recbole.model.candidates as candidates
+
+    gen = torch.Generator().manual_seed(0)
+    distinct = lambda n: torch.stack([torch.randperm(29, generator=gen)[:n] + 1 for _ in range(50)])  # noqa: E731
+    text = torch.randint(0, 30, (50, 9), generator=gen)  # repeats itself and the others, holds padding
+    parts = [distinct(4), text, distinct(3), distinct(29)]  # backbone top, text, transitions, backbone ranks
+    with_bitmaps = merge(parts, [4, 3, 2, 12], [0, 1, 2, 3], 12)
+    monkeypatch.setattr(candidates, "BITMAP_ENTRIES", 0)
+    with_comparisons = merge(parts, [4, 3, 2, 12], [0, 1, 2, 3], 12)
+    assert torch.equal(with_bitmaps.items, with_comparisons.items)
+    assert torch.equal(with_bitmaps.source, with_comparisons.source)
+    assert (with_bitmaps.items > 0).all() and all(len(set(r.tolist())) == 12 for r in with_bitmaps.items)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_candidates_contain_exact_backbone_top(seed):
     """Whatever the other sources give, the backbone's exact top ranks are always candidates, and lists are full
