@@ -25,9 +25,10 @@ import torch
 from recbole.data import data_preparation
 from tqdm import tqdm
 
-from ur4rec_recbole.io import write_result_files
+from ur4rec_recbole.io import plain_config, write_result_files
 from ur4rec_recbole.model.candidates import SOURCES, CandidateSettings, CandidateStage, source_recall
-from ur4rec_recbole.run.recommend.loading import load_model
+from ur4rec_recbole.run.prepare import prepare_run
+from ur4rec_recbole.run.recommend.loading import load_model, settings_from
 
 SHARES = ("candidate_count", "candidate_backbone_share", "candidate_text_share", "candidate_transition_share")
 
@@ -65,8 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     for key in SHARES[1:]:
         parser.add_argument(f"--{key}", type=float, default=None)
     args = parser.parse_args(argv)
-    loaded = load_model(args.checkpoint)
-    _, _, test_data = data_preparation(loaded.config, loaded.dataset)
+    loaded = load_model(args.checkpoint)  # (its dataset is built already: the test split is prepared afresh)
+    prepared = prepare_run(loaded.config["model"], loaded.config["dataset"],
+                           config_dict={**settings_from(plain_config(loaded.config)), "state": "WARNING"})
+    _, _, test_data = data_preparation(prepared.config, prepared.dataset)
     rows = [recall(loaded.model, loaded.config, test_data, {**{k: getattr(args, k) for k in SHARES[1:]},
                                                             "candidate_count": count}) for count in args.counts]
     result = {"checkpoint": str(loaded.checkpoint), "dataset": loaded.config["dataset"],
