@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     index_seconds = perf_counter() - start
     server = Server(model, index)
 
-    users, seqs, lengths = (t.to(device) for t in requests(args.items, max(args.users, args.batch * args.batches)))
+    count = max(args.users, args.batch * args.batches, args.eval_users)
+    users, seqs, lengths = (t.to(device) for t in requests(args.items, count))
     one = slice(0, args.users)
     start = perf_counter()
     timed(server, users[one], seqs[one], lengths[one], 1, "warm-up (fills the text cache)")

@@ -187,3 +187,22 @@ def test_chunked_ranks_equal_full_scoring(tiny):
             chunked = two_stage_ranks(state, table, targets, lists, score.gather(1, lists),
                                       item_seq if exclude else None, chunk_items=5)
         assert torch.equal(chunked, full_rank)
+
+
+def test_serving_benchmark_runs_and_exact_index_has_full_recall(tmp_path, monkeypatch):
+    """benchmarks/serving_scale.py end to end on a small catalogue: the exact index finds the exact top ranks."""
+    import json
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import serving_scale
+
+    monkeypatch.setattr(sys, "argv", ["serving_scale.py"])
+    out = tmp_path / "serving.json"
+    serving_scale.main(["--items", "3000", "--index", "exact", "--users", "3", "--batch", "4", "--batches", "1",
+                        "--eval_users", "8", "--chunk", "700", "--output", str(out)])
+    result = json.loads(out.read_text())
+    assert result["candidate_recall"] == 1.0 and result["list_recall"] == 1.0
+    assert result["p50_ms"] > 0 and result["peak_memory_mb"] > 0 and result["eval_users"] == 8
+    assert 1 <= result["eval_mean_rank"] <= 3000
