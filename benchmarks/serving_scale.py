@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     total = single.sum(1)
     result = {
-        "items": args.items, "device": str(device), "index": args.index, "ef_search": args.ef_search, "candidate_count": args.count, "history": LENGTH,
+        "items": args.items, "device": str(device), "index": args.index, "ef_search": args.ef_search,
+        "candidate_count": args.count, "history": LENGTH,
         "command": " ".join(["python", *sys.argv]), "machine": machine(),
         "build_seconds": build_seconds, "index_seconds": index_seconds, "text_cache_fill_ms": cache_ms,
         "p50_ms": float(np.percentile(total, 50)), "p99_ms": float(np.percentile(total, 99)),
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rerank_p50_ms": float(np.percentile(single[:, 1], 50)),
         "rerank_p99_ms": float(np.percentile(single[:, 1], 99)),
         "batch": args.batch, "users_per_second": float(args.batch * len(batched) / batched.sum()),
-        "batch_candidates_ms": float(1000 * batched[:, 0].mean()), "batch_rerank_ms": float(1000 * batched[:, 1].mean()),
+        "batch_candidates_ms": float(1000 * batched[:, 0].mean()),
+        "batch_rerank_ms": float(1000 * batched[:, 1].mean()),
         "candidate_recall": float(recall), "list_recall": float(list_recall),
         "eval_users": len(ranks), "eval_chunk_items": args.chunk, "eval_seconds": eval_seconds,
         "eval_mean_rank": float(ranks.float().mean()),

@@ -491,11 +491,13 @@ class UR4Rec(SASRec):
         """The candidate stage's lists (two_stage) for queries whose backbone scores are ``ranking`` ``[P, N]`` and
         whose newest item is at ``item_seq[p, last[p]]``: the one function training and scoring both call."""
         backbone = ranking.detach().topk(self.candidate_stage.backbone_depth, dim=1).indices  # [P, depth]
-        return self.candidate_stage.lists(backbone, recent_items(item_seq, last, self.candidate_stage.settings.text_window))
+        window = self.candidate_stage.settings.text_window
+        return self.candidate_stage.lists(backbone, recent_items(item_seq, last, window))
 
     def _reranked(self, seq_scores: torch.Tensor, state: torch.Tensor, item_seq: torch.Tensor,
                   item_seq_len: torch.Tensor, user_text: torch.Tensor, user_valid: torch.Tensor,
-                  views: ItemViews | None, removed: torch.Tensor | None, table: torch.Tensor, parts: bool) -> ScoreParts:
+                  views: ItemViews | None, removed: torch.Tensor | None, table: torch.Tensor,
+                  parts: bool) -> ScoreParts:
         """two_stage scoring: candidates from the candidate stage, reranked by the fusion; every other item keeps
         the backbone's order below them (so full-ranking metrics stay defined). ``[B, N]``"""
         ranking = seq_scores.scatter(1, item_seq, float("-inf")) if self.exclude_history else seq_scores
