@@ -89,8 +89,9 @@ class BackboneIndex:
     Why HNSW: an exact product over a million 64-d rows reads 256 MB per
     query (tens of ms on a laptop core); an inverted file needs clustered
     vectors to skip most of them, which freshly initialised (random) item
-    tables are not; the HNSW graph keeps its recall on such tables. Built once
-    per weights (the item table changes only in training).
+    tables are not; a graph needs no clusters (its recall is measured by
+    benchmarks/serving_scale.py, docs/guides/two-stage.md). Built once per
+    weights (the item table changes only in training).
     """
 
     def __init__(self, table: torch.Tensor, method: str = "faiss", neighbours: int = 32, ef_search: int = 256,
