@@ -6,8 +6,9 @@
 #   1. encoding: benchmarks/encoding.py on amazon-office (when dataset/amazon-office/ and the encoder are there);
 #   2. epoch time: benchmarks/speed.py on ml-100k (UR4Rec, its ablation, SASRec; one epoch each, inference);
 #   3. catalogues: benchmarks/catalogue.py at 10k, 100k and 1M items, full and sampled softmax;
-#   4. the main job: python run_ur4rec.py --dataset ml-100k, whole command, timed;
-#   5. with 2 or more GPUs, data-parallel: benchmarks/ddp.py on ml-100k, one epoch on 1 GPU and on all of them
+#   4. serving at 1M items: benchmarks/serving_scale.py (two_stage; the backbone's exact product on the GPU);
+#   5. the main job: python run_ur4rec.py --dataset ml-100k, whole command, timed;
+#   6. with 2 or more GPUs, data-parallel: benchmarks/ddp.py on ml-100k, one epoch on 1 GPU and on all of them
 #      (RecBole's DDP with NCCL, the same global batch), then the main job on all of them (--nproc).
 # Budget: under 8 minutes on an H100/H200 with 16 cores; each step has its own time limit and a step
 # that fails or runs out is reported and skipped, the others still run.
@@ -70,6 +71,8 @@ fi
 step speed 90 $PY benchmarks/speed.py --dataset ml-100k --gpu --output "$RESULTS/speed-ml-100k-gpu.json"
 step catalogue 120 $PY benchmarks/catalogue.py --steps 200 --full_steps 20 --memory_gb 100 \
     --output "$RESULTS/catalogue-gpu.json"
+step serving 240 $PY benchmarks/serving_scale.py --items 1000000 --gpu --index exact \
+    --output "$RESULTS/serving-1m-gpu.json"
 step main-job 180 $PY run_ur4rec.py --dataset ml-100k --show_progress=False \
     --results "$RESULTS/UR4Rec-ml-100k-gpu.json"
 GPUS=$($PY -c "import torch; print(torch.cuda.device_count())")

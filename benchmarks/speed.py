@@ -5,7 +5,8 @@
 Training: one epoch each of UR4Rec (shipped settings), UR4Rec with the
 retriever off (``fusion: none``, ``retriever_weight: 0``: the retriever's own
 cost is the difference), UR4Rec with the retriever on a tenth of each batch's
-windows (``retriever_share: 0.1``) and RecBole's SASRec, timed around RecBole's
+windows (``retriever_share: 0.1``), UR4Rec reranking candidate lists (``two_stage: True``,
+docs/guides/two-stage.md) and RecBole's SASRec, timed around RecBole's
 ``_train_epoch``; the ratios are to SASRec and to the retriever-off run.
 Inference, on the model after that epoch: full-catalogue scoring plus top-10 of
 the test users, one user per call (latency p50/p99) and 256 users per call
@@ -36,9 +37,10 @@ VARIANTS = (  # (row name, model, settings)
     ("UR4Rec", "UR4Rec", {}),
     ("UR4Rec, retriever off", "UR4Rec", {"fusion": "none", "retriever_weight": "0"}),
     ("UR4Rec, retriever_share 0.1", "UR4Rec", {"retriever_share": "0.1"}),
+    ("UR4Rec, two_stage", "UR4Rec", {"two_stage": "True"}),
     ("SASRec", "SASRec", {}),
 )
-INFERENCE = ("UR4Rec", "SASRec")
+INFERENCE = ("UR4Rec", "UR4Rec, two_stage", "SASRec")
 TOP_K = 10
 
 
@@ -95,8 +97,8 @@ def measure(name: str, model_name: str, settings: dict, dataset: str, args: argp
 
 def markdown(result: dict) -> str:
     rows = result["rows"]
-    sasrec = next(r for r in rows if r["name"] == "SASRec")["epoch_seconds"]
-    off = next(r for r in rows if r["name"] == "UR4Rec, retriever off")["epoch_seconds"]
+    sasrec = next((r["epoch_seconds"] for r in rows if r["name"] == "SASRec"), float("nan"))  # nan: not run
+    off = next((r["epoch_seconds"] for r in rows if r["name"] == "UR4Rec, retriever off"), float("nan"))
     where = result["machine"]
     lines = [
         f"Training, one epoch on {result['dataset']} ({where['cpu_count']} cores, "
@@ -131,9 +133,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gpu", action="store_true", help="train and infer on the GPU (default: the CPU)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON path (default benchmarks/results/speed-<dataset>.json); .md beside it")
+    parser.add_argument("--variants", default=";".join(name for name, _, _ in VARIANTS),
+                        help="rows to measure, names separated by ; (default: all)")
     args = parser.parse_args(argv)
+    wanted = [name.strip() for name in args.variants.split(";")]
+    unknown = sorted(set(wanted) - {name for name, _, _ in VARIANTS})
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; choose from {[name for name, _, _ in VARIANTS]}")
     output = args.output or Path(__file__).parent / "results" / f"speed-{args.dataset}.json"
-    rows = [measure(name, model, settings, args.dataset, args) for name, model, settings in VARIANTS]
+    rows = [measure(name, model, settings, args.dataset, args) for name, model, settings in VARIANTS
+            if name in wanted]
     result = {"dataset": args.dataset, "gpu": args.gpu, "command": " ".join(["python", *sys.argv]), "machine": machine(),
               "rows": rows}
     write_result_files(output, result, markdown(result))

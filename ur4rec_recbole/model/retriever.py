@@ -371,6 +371,41 @@ class PreferenceRetriever(nn.Module):
         return torch.where(some, score, torch.zeros_like(score))
 
     @staticmethod
+    def slot_scores_at(read: SlotRead, blocks: Sequence[SlotBlock], columns: torch.Tensor) -> torch.Tensor:
+        """:meth:`slot_scores` of each query's own candidates: ``columns`` ``[P, C']`` index the blocks'
+        candidates (the union of the lists); ``[P, C']``. Each history item is matched with the union once
+        (``[U, C]``) and each query gathers only its own slots x candidates (``P x M x C'``), so a short list costs
+        little whatever the catalogue (the rerank stage, ``two_stage: True``)."""
+        beta = read.sharpness
+        logits = read.slot_logits.float()  # [P, 1 + M]
+        top = logits.amax(dim=1, keepdim=True)  # [P, 1]
+        some = torch.isfinite(top)
+        weights = torch.exp(logits - top.masked_fill(~some, 0.0)) * read.mask  # [P, 1 + M]
+        width = read.slot_rows.shape[1] // len(blocks)
+        units = [F.normalize(block.candidates.float(), dim=-1) for block in blocks]  # [C, H] each
+        profile = F.normalize(read.profile.float(), dim=-1)  # [P, H]
+        total = weights[:, :1] * torch.exp(beta * (torch.einsum("ph,pch->pc", profile, take_rows(units[0], columns))
+                                                    - 1.0))  # [P, C'] the preference slot
+        for b, (block, unit) in enumerate(zip(blocks, units)):
+            slot_rows = read.slot_rows[:, b * width: (b + 1) * width]  # [P, L]
+            used, inverse = torch.unique(slot_rows, return_inverse=True)
+            if len(used) * len(unit) <= slot_rows.numel() * columns.shape[1]:
+                # few distinct history items (training windows share them): each matched with the union once
+                kernel = torch.exp(beta * (F.normalize(take_rows(block.slots, used).float(), dim=-1) @ unit.T - 1.0))
+                if block.candidate_valid is not None:
+                    kernel = kernel * block.candidate_valid[None, :]  # [U, C]
+                flat = inverse[:, :, None] * kernel.shape[1] + columns[:, None, :]  # [P, L, C'] kernel entries
+                picked = take_rows(kernel.reshape(-1), flat)  # [P, L, C'] (an embedding lookup: a fast backward)
+            else:  # many distinct histories (a batch of served users): each query's slots x its own candidates
+                slots = F.normalize(take_rows(block.slots, slot_rows).float(), dim=-1)  # [P, L, H]
+                picked = torch.exp(beta * (slots @ take_rows(unit, columns).transpose(1, 2) - 1.0))  # [P, L, C']
+                if block.candidate_valid is not None:
+                    picked = picked * block.candidate_valid[columns][:, None, :]
+            total = total + torch.einsum("pl,plc->pc", weights[:, 1 + b * width: 1 + (b + 1) * width], picked)
+        score = top.masked_fill(~some, 0.0) + beta + torch.log(total.clamp_min(1e-30))
+        return torch.where(some, score, torch.zeros_like(score))
+
+    @staticmethod
     def slot_reasons(read: SlotRead, memory: torch.Tensor, items: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
                      ) -> tuple[torch.Tensor, ...]:
         """Why late interaction scored the asked items as it did.

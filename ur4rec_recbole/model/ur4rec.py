@@ -33,6 +33,7 @@ from recbole.model.sequential_recommender.sasrec import SASRec
 from ur4rec_recbole.data.dataset import HISTORY_START, TRAIN_FROM
 from ur4rec_recbole.config.settings import require, require_choice, require_number
 from ur4rec_recbole.errors import InputError
+from ur4rec_recbole.model.candidates import CandidateLists, CandidateSettings, CandidateStage, recent_items
 from ur4rec_recbole.model.dropout import use_same_mask_dropout
 from ur4rec_recbole.model.fusion import FUSIONS
 from ur4rec_recbole.model.losses import LOSS_TERMS, LossInputs, UncertaintyWeighting, applicable_terms
@@ -45,6 +46,7 @@ from ur4rec_recbole.model.unseen import BorrowedEmbeddings
 from ur4rec_recbole.training.stages import parse_stages
 
 PARAMETER_GROUPS = ("backbone", "retriever", "fusion", "losses")
+TWO_STAGE_FUSIONS = ("weighted", "gate", "query")  # fusions two_stage may use (score-based, row-wise)
 
 
 class ScoreParts(NamedTuple):
@@ -108,6 +110,22 @@ class UR4Rec(SASRec):
         require_number(config, "unseen_item_offset")
         require(config, "unseen_item_offset", math.isfinite(config["unseen_item_offset"]), "a finite number (0: off)")
         require_number(config, "cascade_k", 1, integer=True)
+        require(config, "two_stage", isinstance(config["two_stage"], bool), "True or False")
+        require_number(config, "candidate_count", 1, integer=True)
+        shares = ("candidate_backbone_share", "candidate_text_share", "candidate_transition_share")
+        for key in shares:
+            require_number(config, key, 0, 1)
+        require(config, "candidate_backbone_share", sum(float(config[k]) for k in shares) <= 1.0 + 1e-9,
+                "shares (backbone + text + transition) that add up to at most 1")
+        require_number(config, "candidate_text_window", 1, integer=True)
+        require_number(config, "rerank_uniform_negatives", 0, integer=True)
+        if config["two_stage"]:  # the rerank scores short lists: a fusion that reads scores, not whole-row ranks
+            require(config, "fusion", config["fusion"] in TWO_STAGE_FUSIONS,
+                    f"one of {list(TWO_STAGE_FUSIONS)} with two_stage: True (they fuse scores, not catalogue ranks)")
+            require(config, "retriever_share", float(config["retriever_share"]) == 1.0,
+                    "1.0 with two_stage: True (the rerank already scores short lists only)")
+            require(config, "modalities", len(config["modalities"]) == 1 or config["retriever_scoring"] == "slots",
+                    "one modality, or retriever_scoring: slots, with two_stage: True")
         require_number(config, "retriever_share", 0, 1, strict_low=True)
         require_number(config, "train_batch_size", 1, integer=True)
         require_choice(config, "train_negatives", NEGATIVE_SAMPLERS)
@@ -168,6 +186,13 @@ class UR4Rec(SASRec):
         cold[torch.as_tensor(getattr(dataset, "cold_items", np.zeros(0)), dtype=torch.long)] = True
         self.register_buffer("cold", cold, persistent=False)  # [N]
         self.has_cold = bool(cold.any())
+
+        # two_stage: the candidate stage (candidates.py); the retriever and fusion rerank its lists
+        self.two_stage = config["two_stage"]
+        self.rerank_uniform = int(config["rerank_uniform_negatives"])
+        self.candidate_stage = CandidateStage(
+            CandidateSettings.from_config(config), features.item_text, features.item_text_mask,
+            getattr(dataset, "training_histories", None), self.n_items) if self.two_stage else None
 
         self.retriever = PreferenceRetriever(config, features.item_text.shape[1], self.hidden_size,
                                              features.item_text, features.item_text_mask, self.layer_norm_eps)
@@ -445,6 +470,9 @@ class UR4Rec(SASRec):
         table = self.item_table() if table is None else table
         state = self.gather_indexes(self.sequence_states(item_seq, table), item_seq_len - 1)  # [B, H]
         seq_scores = state @ table.T  # [B, N]
+        if self.two_stage:
+            return self._reranked(seq_scores, state, item_seq, item_seq_len, user_text, user_valid, views, removed,
+                                  table, parts)
         ret_scores = None
         if self.fusion.uses_retriever:
             views = self.item_views() if views is None else views
@@ -458,6 +486,61 @@ class UR4Rec(SASRec):
         if not parts:
             return ScoreParts(score, None, None)
         return ScoreParts(score, *self.fusion.parts(seq_scores, ret_scores, state))
+
+    def candidate_lists(self, ranking: torch.Tensor, item_seq: torch.Tensor, last: torch.Tensor) -> CandidateLists:
+        """The candidate stage's lists (two_stage) for queries whose backbone scores are ``ranking`` ``[P, N]`` and
+        whose newest item is at ``item_seq[p, last[p]]``: the one function training and scoring both call."""
+        backbone = ranking.detach().topk(self.candidate_stage.backbone_depth, dim=1).indices  # [P, depth]
+        window = self.candidate_stage.settings.text_window
+        return self.candidate_stage.lists(backbone, recent_items(item_seq, last, window))
+
+    def _reranked(self, seq_scores: torch.Tensor, state: torch.Tensor, item_seq: torch.Tensor,
+                  item_seq_len: torch.Tensor, user_text: torch.Tensor, user_valid: torch.Tensor,
+                  views: ItemViews | None, removed: torch.Tensor | None, table: torch.Tensor,
+                  parts: bool) -> ScoreParts:
+        """two_stage scoring: candidates from the candidate stage, reranked by the fusion; every other item keeps
+        the backbone's order below them (so full-ranking metrics stay defined). ``[B, N]``"""
+        ranking = seq_scores.scatter(1, item_seq, float("-inf")) if self.exclude_history else seq_scores
+        cands = self.candidate_lists(ranking, item_seq, item_seq_len - 1).items  # [B, M]
+        seq, ret, fused = self.rerank(state, cands, item_seq, item_seq_len, user_text, user_valid, views, table,
+                                      removed)
+        below = ranking - seq_scores.amax(dim=1, keepdim=True) - 1.0  # every value <= -1 (-inf stays -inf)
+        score = below.scatter(1, cands, fused - fused.amin(dim=1, keepdim=True))  # candidates >= 0
+        if self.exclude_history:
+            score = score.scatter(1, item_seq, float("-inf"))
+        if not parts:
+            return ScoreParts(score, None, None)
+        seq_part, ret_part = self.fusion.parts(seq, ret, state)
+        return ScoreParts(score, seq_scores, torch.zeros_like(seq_scores).scatter(1, cands, ret_part))
+
+    def rerank(self, state: torch.Tensor, cands: torch.Tensor, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
+               user_text: torch.Tensor, user_valid: torch.Tensor, views: ItemViews | None, table: torch.Tensor,
+               removed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The second stage: sequence, retriever and fused scores of each query's candidates ``cands`` ``[B, M]``
+        (``state`` ``[B, H]``: the sequence states; ``table``: the item table, cached by servers). ``[B, M]`` each;
+        the fused score holds ``unseen_item_offset``."""
+        union, columns = cands.unique(return_inverse=True)  # [C], [B, M]
+        views = self.item_views() if views is None else views
+        proxies = self._last_proxies(item_seq, item_seq_len, user_text, user_valid, state, views, removed)[0]
+        ret = self.retriever_scores_at(proxies, views, union, table[union], columns)  # [B, M]
+        seq = torch.einsum("bh,bmh->bm", state, take_rows(table, cands))  # [B, M]
+        fused = self.fusion.rank_scores(seq, ret, state)  # [B, M]
+        if self.unseen_offset and self.fusion.reads_text:
+            fused = fused + self.unseen_offset * self.unseen_items.from_text[cands]
+        return seq, ret, fused
+
+    def retriever_scores_at(self, proxies, views: ItemViews, rows: torch.Tensor, table: torch.Tensor,
+                            columns: torch.Tensor) -> torch.Tensor:
+        """Retriever score of each query's own candidates ``[P, C']``: ``columns`` index ``rows`` ``[C]`` (the
+        candidates' rows in ``views``) and ``table`` ``[C, H]`` (their item-table rows)."""
+        if self.fusion.reads_item_table:
+            return torch.einsum("ph,pch->pc", proxies.mean(dim=1), take_rows(table, columns))
+        pick = lambda t: t[rows]  # noqa: E731
+        if isinstance(proxies, SlotRead):
+            return self.retriever.slot_scores_at(proxies, self.slot_blocks(views, pick), columns)
+        items = F.normalize(take_rows(pick(views.single), columns), dim=-1)  # [P, C', H]
+        sims = torch.einsum("pkh,pch->pkc", F.normalize(proxies, dim=-1), items) / self.retriever.temperature
+        return POOL_SCORES[self.proxy_pooling](sims)
 
     def _last_proxies(self, item_seq: torch.Tensor, item_seq_len: torch.Tensor, user_text: torch.Tensor,
                       user_valid: torch.Tensor, state: torch.Tensor, views: ItemViews,
@@ -565,6 +648,9 @@ class UR4Rec(SASRec):
             candidate_table = self.item_table(items)  # [C, H]
         else:
             candidate_table = table if items is None else table[items]  # [C, H]
+        if self.two_stage:
+            return self._two_stage_loss(interaction, item_seq, item_seq_len, positions, valid, state, targets,
+                                        candidates, candidate_table)
 
         ret_logits = proxies = views = None
         terms = self.active_terms()
@@ -615,6 +701,54 @@ class UR4Rec(SASRec):
         if not self.all_positions:
             return len(interaction)
         return int((interaction[self.ITEM_SEQ_LEN] - interaction[TRAIN_FROM]).sum())
+
+    def _two_stage_loss(self, interaction, item_seq: torch.Tensor, item_seq_len: torch.Tensor,
+                        positions: torch.Tensor, valid: torch.Tensor, state: torch.Tensor, targets: torch.Tensor,
+                        candidates: Candidates, candidate_table: torch.Tensor) -> torch.Tensor:
+        """two_stage training: the backbone's softmax over ``candidates`` (the catalogue or a sample) plus the
+        rerank's softmax over each position's candidate list, which holds the target, the candidate stage's
+        list for that position (hard negatives; built by :meth:`candidate_lists`, as scoring builds it) and
+        ``rerank_uniform_negatives`` uniform items. The auxiliary losses read the rerank's retriever scores."""
+        seq_logits = state @ candidate_table.T  # [P, C]
+        if self.has_cold:
+            seq_logits = seq_logits.masked_fill((self.cold if candidates.whole else self.cold[candidates.items])[None],
+                                                float("-inf"))
+        if self.train_exclude_history:
+            seen = self.seen_before(item_seq, positions, valid, candidates)  # [P, C]
+            seq_logits = seq_logits.masked_fill(seen, float("-inf"))
+        loss = candidates.cross_entropy(seq_logits)
+        rows = torch.arange(len(item_seq), device=item_seq.device)[:, None].expand_as(positions)[valid]  # [P]
+        with torch.no_grad():  # the lists: what scoring would build after the same items
+            if candidates.whole:
+                ranking = seq_logits.detach()
+            else:
+                ranking = state.detach() @ self.item_table().detach().T  # [P, N]
+            lists = self.candidate_lists(ranking, item_seq[rows], positions[valid]).items  # [P, M]
+            uniform = torch.randint(1, self.n_items, (len(rows), self.rerank_uniform), device=rows.device)
+            listed = torch.cat([targets[:, None], lists, uniform], dim=1)  # [P, 1 + M + U], the target in column 0
+            offset = torch.zeros(listed.shape, device=rows.device)
+            unusable = (listed == targets[:, None]) | (listed == 0) | self.cold[listed]
+            offset = offset.masked_fill(unusable & (torch.arange(listed.shape[1], device=rows.device) > 0),
+                                        float("-inf"))
+        union, columns = listed.unique(return_inverse=True)  # [C'], [P, 1 + M + U]
+        proxies, views, item_rows = self._proxies(interaction, item_seq, item_seq_len, rows, positions[valid],
+                                                  state, union)
+        union_table = self.item_table(union)  # [C', H]
+        ret_logits = self.retriever_scores_at(proxies, views, item_rows, union_table, columns)  # [P, 1 + M + U]
+        seq = torch.einsum("ph,pch->pc", state, take_rows(union_table, columns))  # [P, 1 + M + U]
+        reranked = Candidates(union, torch.zeros(len(rows), dtype=torch.long, device=rows.device), offset)
+        loss = loss + sum(reranked.cross_entropy(logits) for logits in self.fusion.train_logits(seq, ret_logits, state))
+        terms = self.active_terms()
+        if terms:
+            losses = self.auxiliary_losses(LossInputs(
+                targets, ret_logits, None if isinstance(proxies, SlotRead) else proxies, views, item_seq,
+                self.contrastive_temperature, reranked), terms)
+            if self.uncertainty is not None:
+                loss = loss + self.uncertainty(losses)
+            else:
+                for name, value in losses.items():
+                    loss = loss + terms[name] * value
+        return loss
 
     def retriever_rows(self, rows: torch.Tensor, batch: int) -> torch.Tensor | None:
         """Training positions the retriever scores: all (None) by default; with ``retriever_share`` < 1 those of
