@@ -195,7 +195,7 @@ def test_serving_benchmark_runs_and_exact_index_has_full_recall(tmp_path, monkey
     import sys
     from pathlib import Path
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import serving_scale
 
     monkeypatch.setattr(sys, "argv", ["serving_scale.py"])
