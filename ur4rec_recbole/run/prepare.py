@@ -19,6 +19,8 @@ from ur4rec_recbole.config import Config
 from ur4rec_recbole.data.atomic import ensure_atomic_files
 from ur4rec_recbole.lookups import create_dataset, get_model
 from ur4rec_recbole.model.dropout import use_same_mask_dropout
+from ur4rec_recbole.data.repeats import decide_masks
+from ur4rec_recbole.run.protocol import MASKS, apply_protocol
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
 
@@ -120,9 +122,14 @@ def build_model(config: Config, dataset) -> torch.nn.Module:
     """The model ``config["model"]`` built on ``dataset`` (a training split) and on ``config["device"]``.
 
     Every run mode builds its model here, so built-in RecBole models get what
-    ours have: dropout layers that give torch's results sooner on the CPU
+    ours have: the history masks, ``auto`` decided on ``dataset`` (one protocol,
+    ``run/protocol.py``; the model's ``protocol`` attribute records it), and
+    dropout layers that give torch's results sooner on the CPU
     (``model/dropout.py``; UR4Rec converts its own when built).
     """
-    model = get_model(config["model"])(config, dataset)
+    given = getattr(config, "masks_given", None) or {key: config[key] for key in MASKS}
+    config.masks_given = given  # as the user set them (True / False / auto), before auto is decided
+    decide_masks(config, dataset)
+    model = apply_protocol(get_model(config["model"])(config, dataset), config, given)
     use_same_mask_dropout(model)
     return model.to(config["device"])

@@ -81,6 +81,7 @@ def run(
         "model": config["model"],
         "dataset": config["dataset"],
         "seed": config["seed"],
+        "protocol": net.protocol,  # split, ranking and the history masks actually applied (run/protocol.py)
         "best_valid_score": plain_value(best_valid_score),
         "best_valid_result": plain_value(dict(best_valid_result or {})),
         "test_result": plain_value(dict(test_result)) if test_result is not None else None,
