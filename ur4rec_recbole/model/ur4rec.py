@@ -72,6 +72,7 @@ class RetrieverReasons(NamedTuple):
 class UR4Rec(SASRec):
     """SASRec + preference retriever + learned fusion (see module docstring)."""
 
+    sized_from_data = True  # hidden_size and train_batch_size from the data when unset (config/data_rules.py)
     honours_masks = True  # exclude_history in score_parts, train_exclude_history in calculate_loss (run/protocol.py)
 
     @classmethod

@@ -16,6 +16,7 @@ import torch
 from recbole.utils import init_logger, init_seed
 
 from ur4rec_recbole.config import Config
+from ur4rec_recbole.config.data_rules import apply_data_rules
 from ur4rec_recbole.data.atomic import ensure_atomic_files
 from ur4rec_recbole.lookups import create_dataset, get_model
 from ur4rec_recbole.model.dropout import use_same_mask_dropout
@@ -109,6 +110,8 @@ def prepare_run(
     for note in config.dataset_notes:  # dataset settings filled in from the atomic files
         logger.info(note)
     ensure_atomic_files(config)
+    for note in apply_data_rules(config):  # settings nobody set, derived from the data (config/data_rules.py)
+        logger.info(note)
     if before_data is not None:
         before_data(config)
     if not build_dataset:
