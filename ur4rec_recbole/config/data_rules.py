@@ -36,6 +36,17 @@ LARGE_CATALOGUE = 2000  # items from which the backbone's hidden size is 128
 POSITIONS_PER_BATCH = 64 * 50  # UR4Rec's batch and RecBole's default length: what ml-100k trains with
 
 
+def mark_derived(config, keys) -> None:
+    """Remember which settings the data decided (a run's record lists them: ``settings_from_data``)."""
+    config.derived_settings = getattr(config, "derived_settings", set()) | set(keys)
+
+
+def derived_again(config, key: str) -> bool:
+    """Whether ``config`` would decide ``key`` from the data (nobody set it, or it is ``auto``)."""
+    given = config.dataset_settings | set(config.external_config_dict)
+    return key not in given or config[key] == "auto"
+
+
 def training_lengths(config) -> tuple[np.ndarray, int]:
     """Each user's training-portion length (approximately, from the files) and the number of items."""
     files = inter_files(config)
@@ -89,4 +100,5 @@ def apply_data_rules(config) -> list[str]:
         value, why = chosen[key]
         config[key] = value
         notes.append(f"{key} is not set: {value} from the data ({why}; set --{key}=N to override)")
+    mark_derived(config, wanted)
     return notes

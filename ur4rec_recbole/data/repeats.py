@@ -11,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ur4rec_recbole.config.data_rules import mark_derived
 from ur4rec_recbole.config.settings import HISTORY_MASKS as MASKS
 
 
@@ -35,6 +36,7 @@ def decide_masks(config, dataset) -> dict[str, bool]:
         for key in auto:
             values[key] = not repeat
         getLogger().info(f"{' and '.join(auto)}=auto -> {not repeat}: {why}")
+        mark_derived(config, auto)
     for key, value in values.items():
         config[key] = value
     return values

@@ -94,6 +94,7 @@ def run(
         "checkpoint": trainer.saved_model_file if saved else None,
         "epoch_history": epochs,
         "config": plain_config(config),
+        "settings_from_data": sorted(getattr(config, "derived_settings", ())),  # decided by the data, not given
     }
     if test and config["single_spec"]:  # under DDP each process holds only its share of the users
         set_random_state(before_test)  # sampled evaluation then draws the same candidates again
