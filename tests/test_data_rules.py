@@ -30,3 +30,21 @@ def test_unset_settings_come_from_the_data_and_given_ones_stay(tiny):
     assert (config["MAX_ITEM_LIST_LENGTH"], config["hidden_size"], config["train_batch_size"]) == (6, 32, 1024)
     sasrec = build_data(overrides, model="SASRec")[0]  # the length for every model; the backbone only for UR4Rec
     assert sasrec["MAX_ITEM_LIST_LENGTH"] == 20 and sasrec["train_batch_size"] == 2048
+
+
+@pytest.mark.parametrize("model", ["SASRecF", "FDSA"])
+def test_feature_aware_builtins_read_the_item_tokens_under_the_protocol(tiny, model):
+    import torch
+
+    from ur4rec_recbole.run.prepare import build_model
+
+    overrides = {**tiny[1], "exclude_history": "True", "train_exclude_history": "True"}
+    config, _, train, _, test = build_data(overrides, model=model)
+    assert config["selected_features"] == ["category", "year"]  # the dataset's user_profile_fields
+    net = build_model(config, train._dataset)
+    assert torch.isfinite(net.calculate_loss(next(iter(train))))
+    interaction = next(iter(test))[0]
+    scores = net.eval().full_sort_predict(interaction).view(len(interaction), -1)  # [B, N]
+    held = torch.zeros_like(scores, dtype=torch.bool).scatter(1, interaction["item_id_list"], True)
+    assert torch.isneginf(scores[held]).all()
+    assert net.protocol["exclude_history"] and net.protocol["train_exclude_history"]

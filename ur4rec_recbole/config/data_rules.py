@@ -17,7 +17,10 @@ validation searches chose on both tuned datasets (docs/guides/protocol.md,
   :data:`LARGE_CATALOGUE` items, else 64;
 - ``train_batch_size`` (the same models): the smallest power of two that
   holds :data:`POSITIONS_PER_BATCH` input positions, so a step reads about the
-  same number of positions whatever the length.
+  same number of positions whatever the length;
+- ``selected_features`` (RecBole's feature-aware models: SASRecF, FDSA): the
+  dataset's ``user_profile_fields`` (its category/brand-like item tokens),
+  instead of RecBole's ``[class]``, which only ml-100k has.
 """
 
 from __future__ import annotations
@@ -78,16 +81,29 @@ def batch_rule(length: int) -> int:
     return 1 << math.ceil(math.log2(POSITIONS_PER_BATCH / length))
 
 
+def feature_rule(config) -> list[str]:
+    """``selected_features`` from ``user_profile_fields`` when a model reads it and nobody set it; the log lines."""
+    configured = config.dataset_settings | set(config.external_config_dict)
+    fields = config["user_profile_fields"]
+    if "selected_features" not in config.final_config_dict or "selected_features" in configured or not fields:
+        return []
+    config["selected_features"] = list(fields)
+    mark_derived(config, ["selected_features"])
+    return [f"selected_features is not set: {list(fields)}, the dataset's user_profile_fields (its item tokens; "
+            "set --selected_features=[...] to override)"]
+
+
 def apply_data_rules(config) -> list[str]:
     """Fill the unset settings the rules cover; return one log line per setting filled."""
     if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
         return []
+    features = feature_rule(config)
     configured = config.dataset_settings | set(config.external_config_dict)
     sized = getattr(config.model_class, "sized_from_data", False)
     wanted = [k for k in ("MAX_ITEM_LIST_LENGTH", *(("hidden_size", "train_batch_size") if sized else ()))
               if k not in configured]
     if not wanted or not all(path.is_file() for path in inter_files(config)):
-        return []
+        return features
     lengths, n_items = training_lengths(config)
     p90 = float(np.percentile(lengths, LENGTH_QUANTILE))
     length = length_rule(lengths) if "MAX_ITEM_LIST_LENGTH" in wanted else config["MAX_ITEM_LIST_LENGTH"]
@@ -101,4 +117,4 @@ def apply_data_rules(config) -> list[str]:
         config[key] = value
         notes.append(f"{key} is not set: {value} from the data ({why}; set --{key}=N to override)")
     mark_derived(config, wanted)
-    return notes
+    return features + notes
