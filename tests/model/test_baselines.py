@@ -43,7 +43,7 @@ def direct_scores(root: Path, model: str, window: int = 3, weight: float = 0.5, 
             unit = {t: v / np.linalg.norm(v) for t, v in zip(tokens, vectors)}
             text = {j: float(np.mean([unit[s] @ unit[j] for s in history[-window:]])) for j in items}
             score = text if model == "TextKNN" else {j: transitions[j] + weight * text[j] for j in items}
-        if exclude if exclude is not None else model == "TextKNN":
+        if exclude:  # None: auto, off here (the tiny users repeat items)
             score = {j: -np.inf if j in history[-length:] else s for j, s in score.items()}
         expected[user] = score
     return expected
@@ -88,7 +88,7 @@ def test_text_window_and_weight_are_read(tiny):
 @pytest.mark.parametrize("bad, message", [
     ({"text_window": 0}, r"setting text_window=0: expected an int >= 1"),
     ({"text_weight": -1}, r"setting text_weight=-1: expected a number >= 0"),
-    ({"exclude_history": 1}, r"setting exclude_history=1: expected True or False"),
+    ({"exclude_history": 1}, r"setting exclude_history=1: expected True, False or auto"),
 ])
 def test_bad_settings_are_rejected_before_loading(tiny, bad, message):
     from ur4rec_recbole.config import Config

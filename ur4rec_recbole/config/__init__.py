@@ -28,8 +28,8 @@ from recbole.config import Config as RecBoleConfig
 
 from ur4rec_recbole.config.dataset_files import complete_dataset_settings, dataset_yaml_path
 from ur4rec_recbole.config.settings import (SettingsLoader, check_cold_items, check_encoder_settings,
-                                            check_recbole_numbers, line_of_key, parse_encoding, parse_modalities,
-                                            parse_setting, read_settings_file, suggest)
+                                            check_history_masks, check_recbole_numbers, line_of_key, parse_encoding,
+                                            parse_modalities, parse_setting, read_settings_file, suggest)
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.registry import get_model
 
@@ -108,6 +108,7 @@ class Config(RecBoleConfig):
         if "modalities" in self.final_config_dict:
             self.final_config_dict["modalities"] = parse_modalities(self.final_config_dict["modalities"])
         check_cold_items(self)
+        check_history_masks(self)
         if "encoder_precision" in self.final_config_dict:  # texts.yaml: this package's models
             check_encoder_settings(self)
         check = getattr(self.model_class, "check_settings", None)

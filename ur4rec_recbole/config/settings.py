@@ -37,6 +37,18 @@ def parse_modalities(value: Any) -> tuple[str, ...]:
     return tuple(m for m in MODALITIES if m in names)
 
 
+HISTORY_MASKS = ("exclude_history", "train_exclude_history")  # run/protocol.py applies them to every model
+
+
+def check_history_masks(config) -> None:
+    """``exclude_history``/``train_exclude_history`` are True, False or auto (every model; ``run/protocol.py``)."""
+    for key in HISTORY_MASKS:
+        value = config[key]
+        if not (value == "auto" or isinstance(value, bool)):
+            raise InputError(f"setting {key}={value!r}: expected True, False or auto (auto: on when no user "
+                             "repeats an item in their training portion)")
+
+
 def require(config, key: str, ok: bool, expected: str) -> None:
     """Raise one clear error for setting ``key`` unless ``ok``."""
     if not ok:

@@ -6,8 +6,8 @@ Every one of them reads its atomic files through ``CheckedAtomicFiles``.
 """
 
 from ur4rec_recbole.data.reading import CheckedAtomicFiles, with_checked_reading
-from ur4rec_recbole.data.dataset import TextKNNDataset, UR4RecDataset
+from ur4rec_recbole.data.dataset import TextKNNDataset, UniSRecDataset, UR4RecDataset
 from ur4rec_recbole.data.split import SplitDataset, recbole_dataset
 
-__all__ = ["CheckedAtomicFiles", "SplitDataset", "TextKNNDataset", "UR4RecDataset", "recbole_dataset",
+__all__ = ["CheckedAtomicFiles", "SplitDataset", "TextKNNDataset", "UniSRecDataset", "UR4RecDataset", "recbole_dataset",
            "with_checked_reading"]

@@ -130,3 +130,11 @@ class TextKNNDataset(UR4RecDataset):
     Their configs leave ``train_all_positions`` unset: nothing is trained, so
     the training rows stay RecBole's.
     """
+
+
+class UniSRecDataset(UR4RecDataset):
+    """The frozen item text vectors UniSRec adapts (``features``; ``model/unisrec.py``).
+
+    Its config leaves ``train_all_positions`` unset: it trains on RecBole's
+    prefix rows, as the paper's SASRec-style fine-tuning does.
+    """

@@ -31,6 +31,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 
 from ur4rec_recbole.config.settings import require, require_number
+from ur4rec_recbole.data.repeats import decide_masks
 
 
 def transition_table(portions: dict[int, np.ndarray], n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,15 +47,16 @@ class NonLearned(SequentialRecommender):
     """Base of the baselines: a fixed ``scores(item_seq, item_seq_len)`` for every item. ``[B, N]``"""
 
     input_type = InputType.POINTWISE  # as RecBole's Pop: no negative sampling (no training batch is read)
+    honours_masks = True  # exclude_history applied below; nothing is trained (run/protocol.py)
 
     @classmethod
     def check_settings(cls, config) -> None:
-        """Reject bad settings before any data is loaded (the Config calls this)."""
-        require(config, "exclude_history", isinstance(config["exclude_history"], bool), "True or False")
+        """Reject bad settings before any data is loaded (the Config calls this; the history masks are
+        checked for every model, ``config/settings.py``)."""
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
-        self.exclude_history = config["exclude_history"]
+        self.exclude_history = decide_masks(config, dataset)["exclude_history"]  # auto: from the training portions
 
     def full_sort_predict(self, interaction) -> torch.Tensor:
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from recbole.model.sequential_recommender.sasrec import SASRec
 
 from ur4rec_recbole.data.dataset import HISTORY_START, TRAIN_FROM
+from ur4rec_recbole.data.repeats import decide_masks
 from ur4rec_recbole.config.settings import require, require_choice, require_number
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.model.candidates import CandidateLists, CandidateSettings, CandidateStage, recent_items
@@ -73,6 +74,9 @@ class RetrieverReasons(NamedTuple):
 class UR4Rec(SASRec):
     """SASRec + preference retriever + learned fusion (see module docstring)."""
 
+    sized_from_data = True  # hidden_size and train_batch_size from the data when unset (config/data_rules.py)
+    honours_masks = True  # exclude_history in score_parts, train_exclude_history in calculate_loss (run/protocol.py)
+
     @classmethod
     def check_settings(cls, config) -> None:
         """Reject bad UR4Rec settings before any data is loaded; parse ``stages`` once (Config calls this)."""
@@ -92,7 +96,7 @@ class UR4Rec(SASRec):
             require(config, "retriever_scoring", config["fusion"] != "query" and not config["diversity_weight"],
                     "proxies with fusion: query or diversity_weight > 0 (slots scoring has no proxy states)")
         require_number(config, "profile_cutoffs", 1, integer=True)
-        for key in ("text_in_items", "use_profile", "exclude_history", "train_exclude_history"):
+        for key in ("text_in_items", "use_profile"):
             require(config, key, isinstance(config[key], bool), "True or False")
         for term in LOSS_TERMS.values():
             require_number(config, term.weight_key, 0)
@@ -161,8 +165,7 @@ class UR4Rec(SASRec):
         self.all_positions = config["train_all_positions"]
         self.text_in_items = config["text_in_items"]
         self.use_profile = config["use_profile"]
-        self.exclude_history = config["exclude_history"]
-        self.train_exclude_history = config["train_exclude_history"]
+        self.exclude_history, self.train_exclude_history = decide_masks(config, dataset).values()  # auto: from data
         self.proxy_pooling = config["proxy_pooling"]
         self.retriever_share = float(config["retriever_share"])
         self.sampled_softmax = config["train_negatives"] != "none"

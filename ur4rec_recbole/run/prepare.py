@@ -20,6 +20,9 @@ from ur4rec_recbole.data.reading import ensure_atomic_files
 from ur4rec_recbole.registry import create_dataset, get_model
 from ur4rec_recbole.model.dropout import use_same_mask_dropout
 from ur4rec_recbole.ranks import writer_first
+from ur4rec_recbole.config.data_rules import apply_data_rules
+from ur4rec_recbole.data.repeats import decide_masks
+from ur4rec_recbole.run.protocol import MASKS, apply_protocol
 
 _installed_handlers: list[logging.Handler] = []  # what the last init_logger added to the root logger
 
@@ -109,8 +112,10 @@ def prepare_run(
         logger.info(note)
     with writer_first(config):  # under DDP rank 0 writes the atomic files (and any cache), the others wait
         ensure_atomic_files(config)
-        if before_data is not None:
+        if before_data is not None:  # outputs and a checkpoint to resume: checked before the data is read
             before_data(config)
+        for note in apply_data_rules(config):  # settings nobody set, derived from the data (config/data_rules.py)
+            logger.info(note)
         data = create_dataset(config) if build_dataset else None
     if not build_dataset:
         return Prepared(config)
@@ -122,9 +127,14 @@ def build_model(config: Config, dataset) -> torch.nn.Module:
     """The model ``config["model"]`` built on ``dataset`` (a training split) and on ``config["device"]``.
 
     Every run mode builds its model here, so built-in RecBole models get what
-    ours have: dropout layers that give torch's results sooner on the CPU
+    ours have: the history masks, ``auto`` decided on ``dataset`` (one protocol,
+    ``run/protocol.py``; the model's ``protocol`` attribute records it), and
+    dropout layers that give torch's results sooner on the CPU
     (``model/dropout.py``; UR4Rec converts its own when built).
     """
-    model = get_model(config["model"])(config, dataset)
+    given = getattr(config, "masks_given", None) or {key: config[key] for key in MASKS}
+    config.masks_given = given  # as the user set them (True / False / auto), before auto is decided
+    decide_masks(config, dataset)
+    model = apply_protocol(get_model(config["model"])(config, dataset), config, given)
     use_same_mask_dropout(model)
     return model.to(config["device"])

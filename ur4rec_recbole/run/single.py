@@ -91,6 +91,7 @@ def run(
         "model": config["model"],
         "dataset": config["dataset"],
         "seed": config["seed"],
+        "protocol": net.protocol,  # split, ranking and the history masks actually applied (run/protocol.py)
         "best_valid_score": plain_value(best_valid_score),
         "best_valid_result": plain_value(dict(best_valid_result or {})),
         "test_result": plain_value(dict(test_result)) if test_result is not None else None,
@@ -103,6 +104,7 @@ def run(
         "checkpoint": trainer.saved_model_file if saved else None,
         "epoch_history": epochs,
         "config": plain_config(config),
+        "settings_from_data": sorted(getattr(config, "derived_settings", ())),  # decided by the data, not given
     }
     if test and config["single_spec"]:  # under DDP each process holds only its share of the users
         set_random_state(before_test)  # sampled evaluation then draws the same candidates again

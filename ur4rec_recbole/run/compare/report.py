@@ -11,7 +11,11 @@ signed-rank test (``scipy.stats.wilcoxon``, zero differences dropped) runs over
 users; a paired t-test over the same pairs is given too. Users, not
 (user, seed) pairs, are the independent units: seeds re-train on the same users.
 The same test runs within each bucket of the target's training frequency
-(:mod:`ur4rec_recbole.run.metrics`), over that bucket's users.
+(:mod:`ur4rec_recbole.run.metrics`), over that bucket's users. Beside it, a
+seed-level paired t-test over the seeds both finished (each seed's mean test
+NDCG@10; needs two seeds). Every run's ``protocol`` (split, ranking, history
+masks: ``run/protocol.py``) is kept, and the report says whether all rows
+were ranked under the same one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ur4rec_recbole.errors import MissingExtra, require
 from ur4rec_recbole.io import atomic_path, machine, write_bytes, write_json, write_text
 from ur4rec_recbole.run.compare.spec import RunSpec
 from ur4rec_recbole.run.metrics import BUCKET_METRICS, in_group
+from ur4rec_recbole.run.protocol import EVALUATION_KEYS, same_evaluation
 
 PAIRED_METRIC = "ndcg@10"
 TEST_METRICS = tuple(f"{m}@{k}" for k in (10, 20) for m in ("recall", "ndcg", "mrr", "hit"))
@@ -88,6 +93,10 @@ def paired_test(base: dict[int, dict], other: dict[int, dict], group: str | None
         wilcoxon_p = float(stats.wilcoxon(x, y, zero_method="wilcox", alternative="two-sided").pvalue)
         ttest_p = float(stats.ttest_rel(x, y).pvalue)
     base_mean = float(y.mean())
+    seed_means = np.array([[np.mean(list(_per_user(r[seed], group).values())) for seed in seeds]
+                           for r in (other, base)])  # [2, S]
+    seed_p = float(stats.ttest_rel(*seed_means).pvalue) if len(seeds) > 1 and np.any(np.diff(seed_means, axis=0)) \
+        else None
     return {
         "seeds": seeds,
         "n_users": len(order),
@@ -96,6 +105,7 @@ def paired_test(base: dict[int, dict], other: dict[int, dict], group: str | None
         "relative_change": (float(x.mean()) - base_mean) / base_mean if base_mean else None,
         "wilcoxon_p": wilcoxon_p,
         "ttest_p": None if math.isnan(ttest_p) else ttest_p,
+        "seed_ttest_p": None if seed_p is None or math.isnan(seed_p) else seed_p,
     }
 
 
@@ -103,8 +113,8 @@ def _run_entry(record: dict) -> dict:
     """What benchmark.json keeps of one run (per-user values stay in runs/)."""
     if record["status"] != "ok":
         return {k: record[k] for k in ("seed", "status", "error")}
-    keep = ("seed", "status", "best_valid_result", "test_result", "test_buckets", "train_seconds", "epochs_run",
-            *COST_FIELDS, "epoch_history", "machine", "config")
+    keep = ("seed", "status", "protocol", "best_valid_result", "test_result", "test_buckets", "train_seconds",
+            "epochs_run", *COST_FIELDS, "epoch_history", "machine", "config")
     return {k: record.get(k) for k in keep}
 
 
@@ -156,9 +166,12 @@ def summarize(specs: Sequence[RunSpec], seeds: Sequence[int], dataset: str, reco
             "buckets": bucket_summary(ok, None if i == 0 or not baseline else baseline, specs[0].label),
             "runs": [_run_entry(r) for r in runs],
         })
+    ok_records = [r for r in records if r["status"] == "ok"]
     return {
         "dataset": dataset,
         "seeds": list(seeds),
+        "protocol": next((r.get("protocol") for r in ok_records), None),
+        "same_protocol": same_evaluation(ok_records),
         "valid_metric": valid_metric,
         "baseline": specs[0].label,
         "paired_test": TEST_NAME,
@@ -189,7 +202,8 @@ def markdown(bench: dict) -> str:
     metrics = [m for m in TEST_METRICS if any(f"test {m}" in e["summary"] for e in bench["models"])]
     base = bench["baseline"]
     header = ["model", "runs ok", f"valid {valid}", *(f"test {pretty(m)}" for m in metrics),
-              "train s/epoch", "total s", "best epoch", f"Δ test {pretty(PAIRED_METRIC)} vs `{base}`", "p (Wilcoxon)", "p (t)"]
+              "train s/epoch", "total s", "best epoch", f"Δ test {pretty(PAIRED_METRIC)} vs `{base}`", "p (Wilcoxon)", "p (t)",
+              "p (seeds, t)"]
     lines = [
         f"# Benchmark on {bench['dataset']}, seeds {', '.join(map(str, bench['seeds']))}",
         "",
@@ -203,32 +217,47 @@ def markdown(bench: dict) -> str:
     for entry in bench["models"]:
         s = entry["summary"]
         vs = entry.get(f"vs {base}")
-        change = p_w = p_t = "–"
+        change = p_w = p_t = p_s = "–"
         if vs and vs.get("relative_change") is not None:
             change = f"{100 * vs['relative_change']:+.1f}%"
             p_w = f"{vs['wilcoxon_p']:.3g}"
             p_t = "–" if vs["ttest_p"] is None else f"{vs['ttest_p']:.3g}"
+            p_s = "–" if vs.get("seed_ttest_p") is None else f"{vs['seed_ttest_p']:.3g}"
         cells = [f"`{entry['label']}`", f"{entry['n_ok']}/{entry['n_ok'] + entry['n_failed']}"]
         if entry["n_ok"]:
             cells += [_cell(s.get(f"valid {bench['valid_metric']}")), *(_cell(s.get(f"test {m}")) for m in metrics),
                       _cell(s["seconds_per_epoch"], 1), _cell(s["total_seconds"], 0), _cell(s["best_epoch"], 1)]
         else:
             cells += ["failed"] * (len(metrics) + 4)
-        lines.append("| " + " | ".join(cells + [change, p_w, p_t]) + " |")
+        lines.append("| " + " | ".join(cells + [change, p_w, p_t, p_s]) + " |")
         failures += [f"- `{entry['label']}` seed {r['seed']}: {r['error']}" for r in entry["runs"] if r["status"] != "ok"]
     if failures:
         lines += ["", "Failed runs (error; traceback in `runs/`):", *failures]
     where = bench["machine"]
     lines += [
         "",
-        f"Paired test against `{base}`: {bench['paired_test']}; the paired t-test over the same "
-        "pairs is the last column. Δ is the relative change of the mean test NDCG@10 over the seeds both finished.",
+        f"Paired test against `{base}`: {bench['paired_test']}; then the paired t-test over the same "
+        "pairs, and a paired t-test over seeds (each seed's mean; two seeds or more). Δ is the relative change "
+        "of the mean test NDCG@10 over the seeds both finished.",
+        "",
+        protocol_line(bench),
         *bucket_markdown(bench),
         "",
         f"Machine: {where['processor']}, {where['cpu_count']} cores, {where['torch_threads']} torch threads, "
         f"GPU: {where['cuda'] or 'none'}, torch {where['torch']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def protocol_line(bench: dict) -> str:
+    """One line: the protocol every row was ranked under, or a warning that the rows differ."""
+    protocol = bench.get("protocol")
+    if protocol is None:
+        return "Protocol: not recorded (runs made before run/protocol.py)."
+    shown = ", ".join(f"{key} {protocol.get(key)}" for key in EVALUATION_KEYS)
+    if not bench.get("same_protocol", True):
+        return f"**Protocol: the rows were NOT ranked under one protocol** (first: {shown}); see each run's JSON."
+    return f"Protocol (every row, from each run's JSON): {shown}."
 
 
 def bucket_markdown(bench: dict) -> list[str]:

@@ -23,6 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from ur4rec_recbole.config import Config
+from ur4rec_recbole.config.data_rules import derived_again
 from ur4rec_recbole.config.settings import read_settings_file
 from ur4rec_recbole.errors import InputError
 from ur4rec_recbole.run.compare.report import write_report
@@ -119,7 +120,9 @@ def changed_settings(previous: Mapping, spec: RunSpec, seed: int, dataset: str, 
     now = json.loads(json.dumps(plain_config(config)))  # as a record stores it
     then = previous.get("config") or {}
     missing = object()
-    compared = (set(now) | set(then)) - NOT_COMPARED
+    # settings the data decided (auto masks, data rules) are decided again from the same data
+    again = {key for key in previous.get("settings_from_data") or () if key in now and derived_again(config, key)}
+    compared = (set(now) | set(then)) - NOT_COMPARED - again
     return sorted(key for key in compared if now.get(key, missing) != then.get(key, missing))
 
 

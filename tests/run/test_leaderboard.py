@@ -1,0 +1,66 @@
+"""The leaderboard command: every row under one protocol, paired tests against UR4Rec, a partial run named."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from conftest import PROJECT_ROOT
+
+spec = importlib.util.spec_from_file_location("leaderboard", PROJECT_ROOT / "benchmarks" / "leaderboard.py")
+leaderboard = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(leaderboard)
+
+ROWS = "UR4Rec,UniSRec,SASRec,BERT4Rec,TransitionsTextKNN"
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    from conftest import tiny_overrides, write_tiny_dataset
+
+    tmp = tmp_path_factory.mktemp("board")
+    root = write_tiny_dataset(tmp / "data")
+    overrides = {**tiny_overrides(root, tmp), "epochs": "1"}
+    out = tmp / "board"
+    argv = ["--dataset", "tiny", "--seeds", "2", "--output", str(out), "--rows", ROWS,
+            *(f"--{k}={v}" for k, v in overrides.items())]
+    return leaderboard.main(argv), out, argv
+
+
+def test_every_row_ran_under_the_same_protocol(board):
+    bench, out, _ = board
+    assert [m["label"] for m in bench["models"]] == [leaderboard.ROWS[r] for r in ROWS.split(",")]
+    records = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    assert len(records) == 10 and all(r["status"] == "ok" for r in records)
+    protocols = {json.dumps({k: r["protocol"][k] for k in ("split", "ranking", "exclude_history")}) for r in records}
+    assert len(protocols) == 1 and bench["same_protocol"]
+    assert "Protocol (every row, from each run's JSON)" in (out / "benchmark.md").read_text()
+    bert = next(r for r in records if r["model"] == "BERT4Rec")  # its loss cannot take the training mask
+    assert bert["protocol"]["train_exclude_history"] is False
+
+
+def test_each_peer_is_tested_against_ur4rec_over_users_and_seeds(board):
+    bench = board[0]
+    for entry in bench["models"][1:]:
+        vs = entry["vs UR4Rec"]
+        assert vs["seeds"] == [2020, 2021] and "wilcoxon_p" in vs and "seed_ttest_p" in vs
+        assert {"test ndcg@20", "test mrr@10", "seconds_per_epoch"} <= set(entry["summary"])
+    assert "p (seeds, t)" in (board[1] / "benchmark.md").read_text()
+
+
+def test_unmasked_rows_differ_in_protocol_and_the_report_says_so(board, tmp_path):
+    bench, out, argv = board
+    settings = argv[argv.index("--rows") + 2:]
+    unmasked = leaderboard.main(["--dataset", "tiny", "--seeds", "1", "--output", str(tmp_path / "unmasked"),
+                                 "--rows", "UR4Rec,TransitionsTextKNN", "--unmasked", *settings])
+    assert unmasked["same_protocol"] and unmasked["protocol"]["exclude_history"] is False
+    assert unmasked["protocol"]["masks_set_as"] == {"exclude_history": False, "train_exclude_history": False}
+    masked = json.loads(next((out / "runs").glob("TransitionsTextKNN*seed2020.json")).read_text())
+    assert masked["protocol"]["masks_set_as"]["exclude_history"] == "auto"
+
+
+def test_an_unknown_row_is_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        leaderboard.main(["--dataset", "tiny", "--output", "x", "--rows", "UR4Rec,SASrec"])
+    assert stop.value.code == 2 and "unknown row 'SASrec'" in capsys.readouterr().err
