@@ -48,7 +48,7 @@ def test_core_holds_none_of_the_extras():
     assert {"openai", "gguf", "accelerate"} <= names(EXTRAS["llm"])
     assert "open_clip_torch" in names(EXTRAS["images"])
     assert {"ray", "hyperopt"} <= names(EXTRAS["hyper"]) and "matplotlib" in names(EXTRAS["plots"])
-    assert EXTRAS["all"] == ["ur4rec-recbole[llm,images,hyper,plots]"]
+    assert EXTRAS["all"] == ["ur4rec-recbole[llm,images,hyper,plots,scale]"]
     assert "ur4rec-recbole[all]" in EXTRAS["test"] and {"pytest", "hypothesis"} <= names(EXTRAS["test"])
 
 

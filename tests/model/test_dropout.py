@@ -13,6 +13,7 @@ from ur4rec_recbole.model import UR4Rec
 from ur4rec_recbole.model.dropout import (SameMaskDropout, uniform_draws_are_bernoulli_draws, use_same_mask_dropout,
                                           use_torch_dropout)
 from ur4rec_recbole.run.prepare import build_model
+from ur4rec_recbole.run.protocol import masked_class
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
@@ -95,5 +96,6 @@ def test_models_get_it_everywhere_and_train_exactly_as_before(tiny, one_thread):
     layers_of_sasrec = 1 + 3 * sasrec_config["n_layers"]  # embeddings; per layer attention, its output, feed-forward
     assert sum(type(m) is nn.Dropout for m in SASRec(sasrec_config, sasrec_train._dataset).modules()) == layers_of_sasrec
     sasrec = build_model(sasrec_config, sasrec_train._dataset)  # what every run mode builds
-    assert type(sasrec) is SASRec and sum(type(m) is SameMaskDropout for m in sasrec.modules()) == layers_of_sasrec
+    # RecBole's SASRec behind the one protocol's history masks (run/protocol.py), nothing else in between
+    assert type(sasrec) is masked_class(SASRec) and sum(type(m) is SameMaskDropout for m in sasrec.modules()) == layers_of_sasrec
     assert not any(type(m) is nn.Dropout for m in sasrec.modules())

@@ -49,7 +49,7 @@ def test_bucket_report_equals_a_direct_computation(tmp_path):
     random_vectors(tmp_path / "users.npz", sorted(raw), 1)
     overrides = without_backbone_settings(tiny_overrides(root, tmp_path, item_vector_file=tmp_path / "items.npz",
                                                          user_vector_file=tmp_path / "users.npz",
-                                                         metric_decimal_place=8))
+                                                         metric_decimal_place=8, exclude_history=True))
     results = run("TextKNN", "tiny", cmd_overrides=overrides, per_user=True)
 
     # by hand: training counts from the raw file (all but each user's last two items)
