@@ -211,6 +211,15 @@ def test_a_server_that_sends_a_byte_at_a_time_is_cut_off_at_the_deadline(server,
     assert not list((tmp_path / "images").iterdir())
 
 
+def test_retries_stay_within_the_whole_images_deadline(server, tmp_path):
+    options = DownloadOptions(workers=1, rate=0, timeout=0.3, retries=5, backoff=0.01, max_bytes=10**6)
+    started = time.monotonic()
+    report = download_images({"drip": server.url + "/drip"}, tmp_path / "images", options, progress=False)
+    assert time.monotonic() - started < 4  # 6 attempts of 1.5 s each before: the bound is per image
+    assert report.failed["drip"].startswith("slower than 1.5 s for the whole image")
+    assert len(server.hits["/drip"]) == 1  # the first attempt used up the whole image's time
+
+
 def closed_port_url() -> str:
     import socket
 

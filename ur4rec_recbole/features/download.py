@@ -10,10 +10,10 @@ image folder. Standard library only (``urllib`` in ``workers`` threads):
   ``retries`` times with exponential backoff and jitter (or after exactly the
   server's ``Retry-After``); 404 and other 4xx fail at once;
 - **limits**: bodies over ``max_bytes`` (by ``Content-Length`` or while
-  reading) fail; each attempt is bounded by ``timeout`` per connect or read
-  and by ``5 * timeout`` of wall-clock time in all, enforced by a watchdog
-  that closes the connection (a server that sends one byte at a time cannot
-  stretch it); only ``http``/``https`` URLs and redirects are followed;
+  reading) fail; each attempt is bounded by ``timeout`` per connect or read,
+  and each image, its retries and back-offs included, by ``5 * timeout`` of
+  wall-clock time in all, enforced by a watchdog that closes the connection
+  (a server that sends one byte at a time cannot stretch it); only ``http``/``https`` URLs and redirects are followed;
 - **dead hosts**: after ``host_failures`` failed requests in a row to one host
   (connection errors, timeouts, 5xx), the host is given up: its remaining
   images are reported as skipped, with the reason, so a dead host costs
@@ -37,6 +37,7 @@ import random
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from io import BytesIO
@@ -283,14 +284,19 @@ class Downloader:
             raise DownloadFailed(f"not an http(s) URL: {url[:200]}")
         host = urlsplit(url).hostname or ""
         options = self.options
+        total = 5 * options.timeout
+        ends = time.monotonic() + total  # the whole image: every attempt and back-off within it
         for attempt in range(options.retries + 1):
             self._check_host(host)
             self.limiter.wait(host, self.stop)
             self._check_host(host)
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise DownloadFailed(f"slower than {total:g} s for the whole image (gave up after {attempt} attempts)")
             with self.lock:
                 self.requests += 1
             try:
-                data = self._get(url)
+                data = self._get(url, left, total)
             except _Retry as err:
                 if not err.rate_limited:
                     self._host_failed(host, str(err))
@@ -301,6 +307,7 @@ class Downloader:
                     self.limiter.defer(host, delay)
                 else:
                     delay = options.backoff * 2 ** attempt * (0.5 + random.random())
+                delay = min(delay, max(0.0, ends - time.monotonic()))  # the next attempt still within the bound
                 with self.lock:
                     self.retries += 1
                 if self.stop.wait(delay):
@@ -315,10 +322,10 @@ class Downloader:
                 return data
         raise AssertionError("unreachable")
 
-    def _get(self, url: str) -> bytes:
-        """One attempt, within ``timeout`` per connect or read and ``5 * timeout`` in all (:class:`_Deadline`)."""
-        total = 5 * self.options.timeout
-        deadline = _current.deadline = _Deadline(total)
+    def _get(self, url: str, seconds: float, total: float) -> bytes:
+        """One attempt, within ``timeout`` per connect or read and the ``seconds`` left of the image's ``total``
+        (:class:`_Deadline`)."""
+        deadline = _current.deadline = _Deadline(seconds)
         with self.lock:
             self.active.add(deadline)
         deadline.timer.start()
