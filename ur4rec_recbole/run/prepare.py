@@ -9,6 +9,7 @@ the same settings by every command; :func:`build_model` is where they build thei
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Mapping, Sequence
 
@@ -75,6 +76,12 @@ def start_logging(config: Config) -> logging.Logger:
     reset_logging()
     root = logging.getLogger()
     before = set(root.handlers)
+    # RecBole's ensure_dir checks then creates: two processes started together (one per
+    # machine of a distributed run) race on ./log/<model> and the checkpoint folder, and
+    # the loser dies with EEXIST. Creating them here, race-free, leaves RecBole nothing to do.
+    os.makedirs(os.path.join("log", str(config["model"])), exist_ok=True)
+    if config["checkpoint_dir"]:
+        os.makedirs(str(config["checkpoint_dir"]), exist_ok=True)
     init_logger(config)
     _installed_handlers.extend(h for h in root.handlers if h not in before)
     return logging.getLogger()
