@@ -14,7 +14,8 @@ Recall/NDCG/MRR/Hit@10 and @20, seconds per epoch, the per-user Wilcoxon test
 and the seed-level t-test against UR4Rec (the first row), the frequency
 buckets, and whether every row ran under the same protocol. ``--rows`` runs
 a subset (by label, in the table's order): a partial table, to be labelled
-so. Repeating a command reuses the runs it finished.
+so. Repeating a command reuses the runs it finished; ``--report_only`` writes
+the table from them alone, counting the rest as not run.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--unmasked", action="store_true",
                         help="history left in the ranking and the loss for every model (both masks False)")
     parser.add_argument("--rows", default=None, help=f"a subset of the rows: {','.join(ROWS)}")
+    parser.add_argument("--report_only", action="store_true",
+                        help="write the table from the runs finished in --output; train nothing (missing runs are "
+                             "counted as not run)")
     parser.add_argument("--config_files", nargs="*", default=[])
     parser.add_argument("--debug", action="store_true", help="a full traceback instead of one line on bad input")
     args, rest = parser.parse_known_args(argv)
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
             overrides.update(UNMASKED)
         specs = [parse_spec(ROWS[name]) for name in chosen_rows(args.rows)]
         return compare(specs, args.dataset, seeds_for(args.seeds), args.output, args.config_files or None,
-                       overrides)
+                       overrides, run_missing=not args.report_only)
 
 
 if __name__ == "__main__":

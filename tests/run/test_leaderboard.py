@@ -64,3 +64,25 @@ def test_an_unknown_row_is_one_line(capsys):
     with pytest.raises(SystemExit) as stop:
         leaderboard.main(["--dataset", "tiny", "--output", "x", "--rows", "UR4Rec,SASrec"])
     assert stop.value.code == 2 and "unknown row 'SASrec'" in capsys.readouterr().err
+
+
+def test_report_only_writes_the_table_from_finished_runs_and_trains_nothing(board, tmp_path):
+    """A partial table (a row with fewer seeds) is written from what finished and says what did not run."""
+    import shutil
+
+    _, out, argv = board
+    partial = tmp_path / "partial"
+    shutil.copytree(out, partial)
+    (next((partial / "runs").glob("UniSRec*seed2021.json"))).unlink()  # one row lost a seed
+    before = sorted(p.name for p in (partial / "runs").iterdir())
+    settings = argv[argv.index("--rows") + 2:]
+    bench = leaderboard.main(["--dataset", "tiny", "--seeds", "2", "--output", str(partial), "--rows", ROWS,
+                              "--report_only", *settings])
+    assert sorted(p.name for p in (partial / "runs").iterdir()) == before  # nothing trained, nothing written
+    unisrec = next(m for m in bench["models"] if m["model"] == "UniSRec")
+    assert (unisrec["n_ok"], unisrec["n_failed"]) == (1, 1)
+    assert unisrec["vs UR4Rec"]["seeds"] == [2020]
+    assert {m["label"]: m["n_ok"] for m in bench["models"] if m["model"] != "UniSRec"} == {
+        leaderboard.ROWS[r]: 2 for r in ROWS.split(",") if r != "UniSRec"}
+    text = (partial / "benchmark.md").read_text()
+    assert "| `UniSRec` | 1/2 |" in text and "seed 2021: not run (report only)" in text

@@ -232,7 +232,8 @@ def markdown(bench: dict) -> str:
         lines.append("| " + " | ".join(cells + [change, p_w, p_t, p_s]) + " |")
         failures += [f"- `{entry['label']}` seed {r['seed']}: {r['error']}" for r in entry["runs"] if r["status"] != "ok"]
     if failures:
-        lines += ["", "Failed runs (error; traceback in `runs/`):", *failures]
+        lines += ["", "Runs not in the table (a failed run's traceback is in `runs/`; \"not run\": the table was "
+                  "written from finished runs only):", *failures]
     where = bench["machine"]
     lines += [
         "",

@@ -47,7 +47,10 @@ DISPLAY_ONLY = frozenset({"state", "show_progress", "checkpoint_dir"})  # settin
 # resolved settings that say where or on what a run ran, not what it computed (paths differ between clones)
 MACHINE_ONLY = frozenset({"data_path", "data_root", "gpu_id", "worker", "device", "use_gpu", "torch_threads",
                           "local_rank", "nproc", "world_size", "offset", "ip", "port"})
-NOT_COMPARED = DISPLAY_ONLY | MACHINE_ONLY  # left out when a finished run's resolved settings are compared
+# field names RecBole's BERT4Rec (its masked-item transform) writes into the config while it runs: a
+# finished run's record holds them, a fresh Config does not, and they change nothing between runs
+MODEL_WRITTEN = frozenset({"MASK_INDEX", "MASK_ITEM_SEQ", "NEG_ITEMS", "POS_ITEMS"})
+NOT_COMPARED = DISPLAY_ONLY | MACHINE_ONLY | MODEL_WRITTEN  # left out when a finished run's settings are compared
 
 
 def run_settings(cmd_overrides: Mapping[str, str], config_file_list: Sequence[str] | None) -> dict:
@@ -144,8 +147,13 @@ def run_one(spec: RunSpec, seed: int, dataset: str, output: Path,
 
 def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output: str | Path | None = None,
             config_file_list: Sequence[str] | None = None,
-            cmd_overrides: Mapping[str, str] | None = None) -> dict:
-    """Run (or reuse) every (spec, seed), then write benchmark.md/json/png; return benchmark.json's content."""
+            cmd_overrides: Mapping[str, str] | None = None, *, run_missing: bool = True) -> dict:
+    """Run (or reuse) every (spec, seed), then write benchmark.md/json/png; return benchmark.json's content.
+
+    ``run_missing=False`` writes the report from the runs already finished in ``output`` and trains
+    nothing: a (spec, seed) without a reusable run is counted as not run (the table's "runs ok"
+    column and the list under it say which), so a partial table says it is partial.
+    """
     output = Path(output) if output is not None else dated_output("compare")
     cmd_overrides = dict(cmd_overrides or {})
     for where, keys in [("the command line", cmd_overrides)] + [(s.label, s.overrides) for s in specs]:
@@ -171,6 +179,10 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
                 tqdm.write(f"{path}: made under other settings ({', '.join(changed[:5])}"
                            f"{', ...' if len(changed) > 5 else ''}: changed defaults or settings added since); "
                            "running it again")
+        if not run_missing:
+            records.append({"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides),
+                            "seed": seed, "status": "not run", "error": "not run (report only)"})
+            continue
         record = run_one(spec, seed, dataset, output, config_file_list, cmd_overrides, common)
         write_json(path, record)
         records.append(record)
