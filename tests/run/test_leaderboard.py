@@ -74,6 +74,8 @@ def test_report_only_writes_the_table_from_finished_runs_and_trains_nothing(boar
     partial = tmp_path / "partial"
     shutil.copytree(out, partial)
     (next((partial / "runs").glob("UniSRec*seed2021.json"))).unlink()  # one row lost a seed
+    for run in (partial / "runs").glob("BERT4Rec*.json"):  # and one row every seed
+        run.unlink()
     before = sorted(p.name for p in (partial / "runs").iterdir())
     settings = argv[argv.index("--rows") + 2:]
     bench = leaderboard.main(["--dataset", "tiny", "--seeds", "2", "--output", str(partial), "--rows", ROWS,
@@ -82,7 +84,21 @@ def test_report_only_writes_the_table_from_finished_runs_and_trains_nothing(boar
     unisrec = next(m for m in bench["models"] if m["model"] == "UniSRec")
     assert (unisrec["n_ok"], unisrec["n_failed"]) == (1, 1)
     assert unisrec["vs UR4Rec"]["seeds"] == [2020]
-    assert {m["label"]: m["n_ok"] for m in bench["models"] if m["model"] != "UniSRec"} == {
-        leaderboard.ROWS[r]: 2 for r in ROWS.split(",") if r != "UniSRec"}
+    assert {m["label"]: m["n_ok"] for m in bench["models"] if m["model"] not in ("UniSRec", "BERT4Rec")} == {
+        leaderboard.ROWS[r]: 2 for r in ROWS.split(",") if r not in ("UniSRec", "BERT4Rec")}
     text = (partial / "benchmark.md").read_text()
     assert "| `UniSRec` | 1/2 |" in text and "seed 2021: not run (report only)" in text
+    assert "| `BERT4Rec` | 0/2 | not run |" in text
+
+
+def test_every_finished_row_is_reused_bert4rec_included(board, tmp_path):
+    """BERT4Rec writes field names into its config while it runs; a finished run must still be reused."""
+    import shutil
+
+    _, out, argv = board
+    moved = tmp_path / "moved"  # a copied folder is reused too: paths are not settings
+    shutil.copytree(out, moved)
+    settings = argv[argv.index("--rows") + 2:]
+    bench = leaderboard.main(["--dataset", "tiny", "--seeds", "2", "--output", str(moved), "--rows", ROWS,
+                              "--report_only", *settings])
+    assert {m["label"]: m["n_ok"] for m in bench["models"]} == {leaderboard.ROWS[r]: 2 for r in ROWS.split(",")}

@@ -228,7 +228,8 @@ def markdown(bench: dict) -> str:
             cells += [_cell(s.get(f"valid {bench['valid_metric']}")), *(_cell(s.get(f"test {m}")) for m in metrics),
                       _cell(s["seconds_per_epoch"], 1), _cell(s["total_seconds"], 0), _cell(s["best_epoch"], 1)]
         else:
-            cells += ["failed"] * (len(metrics) + 4)
+            none = "not run" if all(r["status"] == "not run" for r in entry["runs"]) else "failed"
+            cells += [none] * (len(metrics) + 4)
         lines.append("| " + " | ".join(cells + [change, p_w, p_t, p_s]) + " |")
         failures += [f"- `{entry['label']}` seed {r['seed']}: {r['error']}" for r in entry["runs"] if r["status"] != "ok"]
     if failures:
