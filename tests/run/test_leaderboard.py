@@ -76,6 +76,8 @@ def test_report_only_writes_the_table_from_finished_runs_and_trains_nothing(boar
     (next((partial / "runs").glob("UniSRec*seed2021.json"))).unlink()  # one row lost a seed
     for run in (partial / "runs").glob("BERT4Rec*.json"):  # and one row every seed
         run.unlink()
+    failed = next((partial / "runs").glob("TransitionsTextKNN*seed2021.json"))  # and one run had failed
+    failed.write_text(json.dumps({**json.loads(failed.read_text()), "status": "failed", "error": "OSError: disk"}))
     before = sorted(p.name for p in (partial / "runs").iterdir())
     settings = argv[argv.index("--rows") + 2:]
     bench = leaderboard.main(["--dataset", "tiny", "--seeds", "2", "--output", str(partial), "--rows", ROWS,
@@ -85,10 +87,12 @@ def test_report_only_writes_the_table_from_finished_runs_and_trains_nothing(boar
     assert (unisrec["n_ok"], unisrec["n_failed"]) == (1, 1)
     assert unisrec["vs UR4Rec"]["seeds"] == [2020]
     assert {m["label"]: m["n_ok"] for m in bench["models"] if m["model"] not in ("UniSRec", "BERT4Rec")} == {
-        leaderboard.ROWS[r]: 2 for r in ROWS.split(",") if r not in ("UniSRec", "BERT4Rec")}
+        leaderboard.ROWS[r]: 1 if r == "TransitionsTextKNN" else 2 for r in ROWS.split(",")
+        if r not in ("UniSRec", "BERT4Rec")}
     text = (partial / "benchmark.md").read_text()
     assert "| `UniSRec` | 1/2 |" in text and "seed 2021: not run (report only)" in text
     assert "| `BERT4Rec` | 0/2 | not run |" in text
+    assert "`TransitionsTextKNN` seed 2021: OSError: disk" in text  # a failure stays a failure
 
 
 def test_every_finished_row_is_reused_bert4rec_included(board, tmp_path):

@@ -180,6 +180,14 @@ def check_checkpoint(state: Mapping, config, path: str | os.PathLike, action: st
 ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")  # one row per evaluated sample
 
 
+
+def saved_other_parameters(model: torch.nn.Module) -> dict:
+    """``model.other_parameter()`` without submodules: RecBole's SASRecF/FDSA list a whole layer there,
+    whose tensors ``state_dict`` already holds; pickling the module would make the checkpoint need its
+    class to load, which ``torch.load(weights_only=True)`` refuses (the run then failed at testing)."""
+    return {key: value for key, value in model.other_parameter().items()
+            if not isinstance(value, torch.nn.Module)}
+
 class AllUsersEvaluator:
     """RecBole's evaluator over the samples (users) of every DDP process, not one process's share.
 
@@ -302,7 +310,7 @@ class SafeCheckpointMixin:
             "cur_step": int(self.cur_step),
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self.model.state_dict(),
-            "other_parameter": self.model.other_parameter(),
+            "other_parameter": saved_other_parameters(self.model),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else {},
         }
         fix = f"set --checkpoint_dir to a writable folder (now {path.parent})"

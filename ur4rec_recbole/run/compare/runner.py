@@ -180,6 +180,9 @@ def compare(specs: Sequence[RunSpec], dataset: str, seeds: Sequence[int], output
                            f"{', ...' if len(changed) > 5 else ''}: changed defaults or settings added since); "
                            "running it again")
         if not run_missing:
+            if path.is_file() and previous.get("status") == "failed":  # a failure is reported as one
+                records.append(previous)
+                continue
             records.append({"label": spec.label, "model": spec.model, "overrides": dict(spec.overrides),
                             "seed": seed, "status": "not run", "error": "not run (report only)"})
             continue
