@@ -57,6 +57,10 @@ def test_committed_per_user_arrays_reproduce_the_reported_p_values(path):
     base = bench["baseline"]
     checked = 0
     for model in bench["models"][1:]:
+        if not model["n_ok"]:  # a partial table's row with no finished run: nothing to test, nothing kept
+            assert model[f"vs {base}"] is None and model["label"] not in runs
+            checked += 1
+            continue
         want = model[f"vs {base}"]
         got = report.paired_test(runs[base], runs[model["label"]])
         assert got["wilcoxon_p"] == pytest.approx(want["wilcoxon_p"], rel=1e-9, abs=0)
