@@ -180,13 +180,13 @@ def check_checkpoint(state: Mapping, config, path: str | os.PathLike, action: st
 ROW_KEYS = ("rec.items", "rec.topk", "rec.meanrank", "rec.score", "data.label")  # one row per evaluated sample
 
 
-
 def saved_other_parameters(model: torch.nn.Module) -> dict:
     """``model.other_parameter()`` without submodules: RecBole's SASRecF/FDSA list a whole layer there,
     whose tensors ``state_dict`` already holds; pickling the module would make the checkpoint need its
     class to load, which ``torch.load(weights_only=True)`` refuses (the run then failed at testing)."""
     return {key: value for key, value in model.other_parameter().items()
             if not isinstance(value, torch.nn.Module)}
+
 
 class AllUsersEvaluator:
     """RecBole's evaluator over the samples (users) of every DDP process, not one process's share.
